@@ -1,0 +1,168 @@
+//! Wiring: logging, signals, and each subcommand from parsed arguments to
+//! an exit code. The one place where errors become messages.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::iterator::Signals;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{CheckArgs, Cli, Command, LogFormat, RefreshArgs, SourceArgs};
+use crate::health::{Cutoffs, FailurePolicy};
+use crate::kernel::KernelPaths;
+use crate::refresher::{Config, CycleOutcome, Refresher, Request};
+use crate::source::ReadLimits;
+
+/// Exit codes: the contract with scripts, CronJobs and the kubelet.
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn main(cli: Cli) -> ExitCode {
+    init_logging(cli.log_format, cli.log_level.as_deref());
+    let code = match cli.command {
+        Command::Run(args) => refresh(&args, true),
+        Command::Once(args) => refresh(&args, false),
+        Command::Check(args) => check(&args),
+        Command::Sources(args) => {
+            let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
+            match crate::inventory::print(&kernel, &args.hwrng, std::io::stdout().lock()) {
+                Ok(()) => EXIT_OK,
+                Err(e) => fail(EXIT_FAILED, &format!("writing the report: {e}")),
+            }
+        }
+    };
+    ExitCode::from(code)
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) {
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    }
+    .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+/// Reports a fatal error once, as one line, and gives the exit code.
+fn fail(code: u8, message: &str) -> u8 {
+    error!("{message}");
+    code
+}
+
+/// Starts the signal thread: SIGTERM and SIGINT set `stop` at once (so a
+/// read in progress ends) and ask the loop to shut down; SIGHUP and SIGUSR1
+/// become requests the loop serves between cycles.
+fn watch_signals(stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Request>> {
+    let (tx, rx) = mpsc::channel();
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for signal in signals.forever() {
+            let request = match signal {
+                SIGHUP => Request::ReopenSources,
+                SIGUSR1 => Request::LogStatistics,
+                _ => {
+                    stop.store(true, Ordering::Relaxed);
+                    Request::Shutdown
+                }
+            };
+            if tx.send(request).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok(rx)
+}
+
+fn read_limits(args: &SourceArgs, stop: &Arc<AtomicBool>) -> ReadLimits {
+    ReadLimits { timeout: args.read_timeout, stop: Arc::clone(stop) }
+}
+
+fn config(args: &RefreshArgs, limits: ReadLimits) -> Config {
+    let s = &args.source;
+    Config {
+        sources: s.sources.clone(),
+        sinks: args.sinks.clone(),
+        random_device: args.random_device.clone(),
+        batch_size: args.batch_size,
+        interval: args.interval,
+        entropy_per_byte: args.entropy_per_byte,
+        max_failed_cycles: args.max_failed_cycles,
+        cutoffs: Cutoffs::new(s.min_entropy, -f64::from(s.alpha_exponent)),
+        policy: FailurePolicy::default(),
+        limits,
+        kernel: KernelPaths::new(&s.kernel.proc_root, &s.kernel.sys_root),
+    }
+}
+
+fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let requests = match watch_signals(Arc::clone(&stop)) {
+        Ok(rx) => rx,
+        Err(e) => return fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")),
+    };
+    let config = config(args, read_limits(&args.source, &stop));
+    let readings = config.kernel.read();
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        entropy_avail = ?readings.entropy_avail_bits,
+        poolsize = ?readings.poolsize_bits,
+        rng_current = ?readings.rng_current,
+        rng_available = ?readings.rng_available,
+        rng_quality = ?readings.rng_quality,
+        sources = ?config.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        sinks = ?config.sinks.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        rct_cutoff = config.cutoffs.rct,
+        apt_cutoff = config.cutoffs.apt,
+        "starting"
+    );
+    let mut refresher = match Refresher::new(config) {
+        Ok(r) => r,
+        Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+    };
+    if !daemon {
+        return match refresher.cycle() {
+            CycleOutcome::Delivered { bytes } => {
+                info!(bytes, "delivered one tested batch");
+                EXIT_OK
+            }
+            CycleOutcome::NoBatch => fail(EXIT_FAILED, "no tested batch could be read from any source"),
+            CycleOutcome::SinkFailed => fail(EXIT_FAILED, "a sink failed"),
+            CycleOutcome::Stopped => fail(EXIT_FAILED, "stopped by a signal before a batch was delivered"),
+        };
+    }
+    let result = refresher.run(&requests, &stop);
+    refresher.log_statistics();
+    match result {
+        Ok(()) => {
+            info!("stopped");
+            EXIT_OK
+        }
+        Err(e) => fail(EXIT_FAILED, &e.to_string()),
+    }
+}
+
+fn check(args: &CheckArgs) -> u8 {
+    let stop = Arc::new(AtomicBool::new(false));
+    // Signals end the check early with a report of what was read.
+    let _requests = match watch_signals(Arc::clone(&stop)) {
+        Ok(rx) => rx,
+        Err(e) => return fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")),
+    };
+    let report = match crate::check::check(args, &read_limits(&args.source, &stop)) {
+        Ok(r) => r,
+        Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
+    };
+    if let Err(e) = crate::check::print(&report, args.format, std::io::stdout().lock()) {
+        return fail(EXIT_FAILED, &format!("writing the report: {e}"));
+    }
+    if report.passed(args.blocks) { EXIT_OK } else { EXIT_FAILED }
+}

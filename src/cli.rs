@@ -1,0 +1,213 @@
+//! The command line. Every option also reads `RANDOM_REFRESHER_<OPTION>`, so
+//! a pod spec can configure the daemon through its environment.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::health::BLOCK_BYTES;
+use crate::sink::SinkSpec;
+use crate::source::SourceSpec;
+
+#[derive(Debug, Parser)]
+#[command(name = "random-refresher", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "RANDOM_REFRESHER_LOG_FORMAT")]
+    pub log_format: LogFormat,
+
+    /// Log filter (error, warn, info, debug, trace, or a RUST_LOG directive);
+    /// overrides RUST_LOG.
+    #[arg(long, global = true, env = "RANDOM_REFRESHER_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Refresh on a timer until stopped (the daemon).
+    Run(RefreshArgs),
+    /// Run one refresh cycle and exit: 0 delivered, 1 failed, 2 misconfigured.
+    Once(RefreshArgs),
+    /// Health-test N blocks from a source and report, like rngtest.
+    Check(CheckArgs),
+    /// List the entropy sources this host offers and whether each is usable.
+    Sources(SourcesArgs),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+/// Where the host's kernel files are.
+#[derive(Clone, Debug, Args)]
+pub struct KernelArgs {
+    /// Root of the host's procfs (in a pod, where the host's /proc is mounted).
+    #[arg(long, default_value = "/proc", env = "RANDOM_REFRESHER_PROC_ROOT")]
+    pub proc_root: PathBuf,
+    /// Root of the host's sysfs.
+    #[arg(long, default_value = "/sys", env = "RANDOM_REFRESHER_SYS_ROOT")]
+    pub sys_root: PathBuf,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SourcesArgs {
+    /// The hardware RNG device to look at (in a pod, /host/dev/hwrng).
+    #[arg(long, value_name = "PATH", default_value = "/dev/hwrng", env = "RANDOM_REFRESHER_HWRNG")]
+    pub hwrng: PathBuf,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+/// Sources and the health tests on them.
+#[derive(Clone, Debug, Args)]
+pub struct SourceArgs {
+    /// Entropy source, repeatable, in failover order: a path (character
+    /// device, FIFO or file), `rdseed` or `rdrand`.
+    #[arg(long = "source", value_name = "SPEC", default_value = "/dev/hwrng",
+          env = "RANDOM_REFRESHER_SOURCE", value_delimiter = ',')]
+    pub sources: Vec<SourceSpec>,
+
+    /// Longest wait for the next byte from a source before the read fails.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration,
+          env = "RANDOM_REFRESHER_READ_TIMEOUT")]
+    pub read_timeout: Duration,
+
+    /// Claimed min-entropy H of the source in bits per byte, for the SP 800-90B
+    /// RCT and APT cutoffs (0 < H <= 8).
+    #[arg(long, value_name = "BITS", default_value_t = 8.0, value_parser = min_entropy,
+          env = "RANDOM_REFRESHER_MIN_ENTROPY")]
+    pub min_entropy: f64,
+
+    /// SP 800-90B false-alarm rate alpha = 2^-N for the RCT and APT (20 to 64).
+    #[arg(long, value_name = "N", default_value_t = 40,
+          value_parser = clap::value_parser!(u32).range(20..=64), env = "RANDOM_REFRESHER_ALPHA_EXPONENT")]
+    pub alpha_exponent: u32,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct RefreshArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Where tested bytes go, repeatable: `kernel` (credit and reseed; needs
+    /// CAP_SYS_ADMIN), `mix` (mixed in, no credit), `file:PATH`, `stdout`.
+    #[arg(long = "sink", value_name = "SPEC", default_value = "kernel",
+          env = "RANDOM_REFRESHER_SINK", value_delimiter = ',')]
+    pub sinks: Vec<SinkSpec>,
+
+    /// The kernel's random device, written by the `kernel` and `mix` sinks.
+    #[arg(long, value_name = "PATH", default_value = "/dev/random", env = "RANDOM_REFRESHER_RANDOM_DEVICE")]
+    pub random_device: PathBuf,
+
+    /// Tested bytes delivered per cycle: a positive multiple of 2500.
+    #[arg(long, value_name = "BYTES", default_value_t = BLOCK_BYTES, value_parser = batch_size,
+          env = "RANDOM_REFRESHER_BATCH_SIZE")]
+    pub batch_size: usize,
+
+    /// Pause between cycles (30s, 5m, 1h); a shutdown signal ends it at once.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration,
+          env = "RANDOM_REFRESHER_INTERVAL")]
+    pub interval: Duration,
+
+    /// Entropy credited per delivered byte by the `kernel` sink, 0 to 8 bits.
+    /// Default: 8 for device paths and rdseed, 1/32 for rdrand.
+    #[arg(long, value_name = "BITS", value_parser = entropy_per_byte, env = "RANDOM_REFRESHER_ENTROPY_PER_BYTE")]
+    pub entropy_per_byte: Option<f64>,
+
+    /// Consecutive failed cycles after which `run` exits non-zero, so that the
+    /// kubelet restarts it and the restart shows.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..), env = "RANDOM_REFRESHER_MAX_FAILED_CYCLES")]
+    pub max_failed_cycles: u32,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Blocks of 2500 bytes to test; 0 tests until the source ends or a signal.
+    #[arg(long, short = 'c', value_name = "N", default_value_t = 0, env = "RANDOM_REFRESHER_BLOCKS")]
+    pub blocks: u64,
+
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text, env = "RANDOM_REFRESHER_FORMAT")]
+    pub format: ReportFormat,
+}
+
+fn positive_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{e}; expected a duration such as 500ms, 30s or 5m"))?;
+    if d.is_zero() {
+        return Err("must be longer than zero, such as 30s".into());
+    }
+    Ok(d)
+}
+
+fn batch_size(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    if n == 0 || n % BLOCK_BYTES != 0 || n > 1 << 30 {
+        return Err(format!(
+            "{n} is not a positive multiple of {BLOCK_BYTES} (one FIPS 140-2 block) up to 1 GiB"
+        ));
+    }
+    Ok(n)
+}
+
+fn bits_in(s: &str, lo_inclusive: bool) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of bits"))?;
+    let low_ok = if lo_inclusive { v >= 0.0 } else { v > 0.0 };
+    if !(low_ok && v <= 8.0) {
+        return Err(format!("{v} is outside {}0 to 8 bits per byte", if lo_inclusive { "" } else { "above " }));
+    }
+    Ok(v)
+}
+
+fn entropy_per_byte(s: &str) -> Result<f64, String> {
+    bits_in(s, true)
+}
+
+fn min_entropy(s: &str) -> Result<f64, String> {
+    bits_in(s, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn batch_size_must_be_whole_blocks() {
+        assert_eq!(batch_size("27500"), Ok(27500));
+        assert!(batch_size("2501").unwrap_err().contains("multiple of 2500"));
+        assert!(batch_size("0").is_err());
+    }
+
+    #[test]
+    fn durations_parse_and_zero_is_refused() {
+        assert_eq!(positive_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(positive_duration("0s").is_err());
+        assert!(positive_duration("soon").is_err());
+    }
+}

@@ -1,0 +1,186 @@
+//! NIST SP 800-90B section 4.4 continuous health tests on the byte stream.
+//!
+//! The Repetition Count Test catches a source stuck on one value; the
+//! Adaptive Proportion Test catches one value coming up far too often. Both
+//! run on every byte, carry their state across blocks, and are sized from
+//! the claimed min-entropy per byte `H` and the false-alarm rate `alpha`.
+
+/// APT window for non-binary (byte) samples, from SP 800-90B 4.4.2.
+pub const APT_WINDOW: u32 = 512;
+
+/// Cutoffs derived from the claimed entropy and the false-alarm rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Cutoffs {
+    /// The RCT fails when one byte value repeats this many times in a row.
+    pub rct: u32,
+    /// The APT fails when the window's first byte occurs this often in it.
+    pub apt: u32,
+}
+
+impl Cutoffs {
+    /// `min_entropy` is H in bits per byte (0 < H <= 8); `alpha_log2` is
+    /// log2 of the false-alarm probability (for example -40).
+    pub fn new(min_entropy: f64, alpha_log2: f64) -> Self {
+        assert!(min_entropy > 0.0 && min_entropy <= 8.0, "H out of range");
+        assert!(alpha_log2 < 0.0, "alpha must be below 1");
+        // C = 1 + ceil(-log2(alpha) / H)
+        let rct = 1 + (-alpha_log2 / min_entropy).ceil() as u32;
+        // C = 1 + CRITBINOM(W, 2^-H, 1 - alpha): the smallest count whose
+        // upper tail P(X > c) is at most alpha, plus one.
+        let p = (-min_entropy).exp2();
+        let apt = 1 + binomial_critical(APT_WINDOW, p, alpha_log2);
+        Self { rct, apt }
+    }
+}
+
+/// Smallest `c` with P(X > c) <= 2^alpha_log2 for X ~ Binomial(n, p). The
+/// tail is summed in log space from the top so that 2^-40 is not lost to
+/// rounding against 1.
+fn binomial_critical(n: u32, p: f64, alpha_log2: f64) -> u32 {
+    let ln_alpha = alpha_log2 * std::f64::consts::LN_2;
+    let ln_pmf = |k: u32| ln_choose(n, k) + f64::from(k) * p.ln() + f64::from(n - k) * (-p).ln_1p();
+    // tail(c) = sum_{k > c} pmf(k); walk c down from n while it stays small.
+    let mut ln_tail = f64::NEG_INFINITY;
+    let mut c = n;
+    while c > 0 {
+        let with_c = ln_add(ln_tail, ln_pmf(c));
+        if with_c > ln_alpha {
+            break;
+        }
+        ln_tail = with_c;
+        c -= 1;
+    }
+    c
+}
+
+fn ln_add(a: f64, b: f64) -> f64 {
+    if a == f64::NEG_INFINITY {
+        return b;
+    }
+    let (hi, lo) = if a > b { (a, b) } else { (b, a) };
+    hi + (lo - hi).exp().ln_1p()
+}
+
+fn ln_choose(n: u32, k: u32) -> f64 {
+    let k = k.min(n - k);
+    (0..k).map(|i| f64::from(n - i).ln() - f64::from(i + 1).ln()).sum()
+}
+
+/// Repetition Count Test state.
+#[derive(Clone, Debug)]
+pub struct RepetitionCount {
+    cutoff: u32,
+    last: Option<u8>,
+    count: u32,
+}
+
+impl RepetitionCount {
+    pub fn new(cutoff: u32) -> Self {
+        Self { cutoff, last: None, count: 0 }
+    }
+
+    /// Feeds bytes in order; true if the test fired at least once. After a
+    /// failure the count restarts so that each stuck stretch counts once.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        let mut failed = false;
+        for &b in bytes {
+            if self.last == Some(b) {
+                self.count += 1;
+                if self.count >= self.cutoff {
+                    failed = true;
+                    self.last = None;
+                    self.count = 0;
+                }
+            } else {
+                self.last = Some(b);
+                self.count = 1;
+            }
+        }
+        failed
+    }
+}
+
+/// Adaptive Proportion Test state.
+#[derive(Clone, Debug)]
+pub struct AdaptiveProportion {
+    cutoff: u32,
+    first: u8,
+    count: u32,
+    seen: u32,
+}
+
+impl AdaptiveProportion {
+    pub fn new(cutoff: u32) -> Self {
+        Self { cutoff, first: 0, count: 0, seen: 0 }
+    }
+
+    /// Feeds bytes in order; true if any window reached the cutoff. A failed
+    /// window is abandoned and the next byte opens a new one.
+    pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        let mut failed = false;
+        for &b in bytes {
+            if self.seen == 0 {
+                self.first = b;
+                self.count = 1;
+            } else if b == self.first {
+                self.count += 1;
+                if self.count >= self.cutoff {
+                    failed = true;
+                    self.seen = 0;
+                    continue;
+                }
+            }
+            self.seen += 1;
+            if self.seen == APT_WINDOW {
+                self.seen = 0;
+            }
+        }
+        failed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cutoffs_for_full_entropy_bytes() {
+        let c = Cutoffs::new(8.0, -40.0);
+        assert_eq!(c.rct, 6);
+        // Halving alpha's exponent's worth of tail moves the APT cutoff up
+        // from the table's 13 at 2^-20; P(X >= c) must be at most 2^-40.
+        assert!(c.apt > 13 && c.apt < 32, "{c:?}");
+    }
+
+    #[test]
+    fn apt_cutoffs_match_sp800_90b_table_2() {
+        // SP 800-90B table 2: W = 512, alpha = 2^-20, non-binary samples.
+        for (h, cutoff) in [(0.5, 410), (1.0, 311), (2.0, 177), (4.0, 62), (8.0, 13)] {
+            assert_eq!(Cutoffs::new(h, -20.0).apt, cutoff, "H = {h}");
+        }
+        assert_eq!(Cutoffs::new(0.5, -20.0).rct, 41);
+    }
+
+    #[test]
+    fn rct_fires_at_the_cutoff_and_not_before() {
+        let mut t = RepetitionCount::new(6);
+        assert!(!t.feed(&[1, 7, 7, 7, 7, 7, 2]));
+        assert!(t.feed(&[9, 7, 7, 7, 7, 7, 7]));
+        // State carries across calls.
+        let mut t = RepetitionCount::new(6);
+        assert!(!t.feed(&[3, 3, 3]));
+        assert!(t.feed(&[3, 3, 3]));
+    }
+
+    #[test]
+    fn apt_fires_when_the_first_value_dominates_a_window() {
+        let mut t = AdaptiveProportion::new(14);
+        let mut window: Vec<u8> = (0..512u32).map(|i| (i * 37 % 251) as u8 + 1).collect();
+        window[0] = 0;
+        assert!(!t.feed(&window));
+        for slot in window.iter_mut().skip(1).step_by(40).take(13) {
+            *slot = 0;
+        }
+        assert!(t.feed(&window));
+    }
+}

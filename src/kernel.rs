@@ -1,0 +1,120 @@
+//! Readings of the kernel's random subsystem from procfs and sysfs.
+//!
+//! The roots are parameters because in a pod the host's `/proc` and `/sys`
+//! are mounted elsewhere. Every reading is optional: a missing file is a
+//! kernel without the feature, not an error.
+
+use std::path::{Path, PathBuf};
+
+/// The kernel's view of its pool and its hardware RNG at one moment.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KernelReadings {
+    pub entropy_avail_bits: Option<u64>,
+    pub poolsize_bits: Option<u64>,
+    pub rng_current: Option<String>,
+    pub rng_available: Vec<String>,
+    pub rng_quality: Option<u32>,
+}
+
+/// Where to find the kernel's files.
+#[derive(Clone, Debug)]
+pub struct KernelPaths {
+    pub proc_root: PathBuf,
+    pub sys_root: PathBuf,
+}
+
+impl KernelPaths {
+    pub fn new(proc_root: &Path, sys_root: &Path) -> Self {
+        Self { proc_root: proc_root.into(), sys_root: sys_root.into() }
+    }
+
+    pub fn hw_random_dir(&self) -> PathBuf {
+        self.sys_root.join("class/misc/hw_random")
+    }
+
+    pub fn rng_quality_path(&self) -> PathBuf {
+        self.hw_random_dir().join("rng_quality")
+    }
+
+    pub fn read(&self) -> KernelReadings {
+        let random = self.proc_root.join("sys/kernel/random");
+        let hw = self.hw_random_dir();
+        let rng_current = read_trimmed(&hw.join("rng_current")).filter(|s| s != "none");
+        KernelReadings {
+            entropy_avail_bits: read_number(&random.join("entropy_avail")),
+            poolsize_bits: read_number(&random.join("poolsize")),
+            rng_current,
+            rng_available: read_trimmed(&hw.join("rng_available"))
+                .map(|s| s.split_whitespace().filter(|n| *n != "none").map(String::from).collect())
+                .unwrap_or_default(),
+            rng_quality: read_number(&hw.join("rng_quality")),
+        }
+    }
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {
+    read_trimmed(path)?.parse().ok()
+}
+
+/// Capability sets of this process, from `/proc/self/status`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub effective: u64,
+    pub permitted: u64,
+    pub bounding: u64,
+}
+
+pub fn own_capabilities() -> Option<Capabilities> {
+    parse_capabilities(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+pub fn parse_capabilities(status: &str) -> Option<Capabilities> {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    Some(Capabilities {
+        effective: field("CapEff:")?,
+        permitted: field("CapPrm:")?,
+        bounding: field("CapBnd:")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_fake_tree_and_tolerates_missing_files() {
+        let root = std::env::temp_dir().join(format!("rr-kernel-{}", std::process::id()));
+        let random = root.join("proc/sys/kernel/random");
+        let hw = root.join("sys/class/misc/hw_random");
+        std::fs::create_dir_all(&random).unwrap();
+        std::fs::create_dir_all(&hw).unwrap();
+        std::fs::write(random.join("entropy_avail"), "256\n").unwrap();
+        std::fs::write(hw.join("rng_current"), "tpm-rng-0\n").unwrap();
+        std::fs::write(hw.join("rng_available"), "tpm-rng-0 virtio_rng.0 none\n").unwrap();
+        std::fs::write(hw.join("rng_quality"), "512\n").unwrap();
+        let r = KernelPaths::new(&root.join("proc"), &root.join("sys")).read();
+        assert_eq!(r.entropy_avail_bits, Some(256));
+        assert_eq!(r.poolsize_bits, None);
+        assert_eq!(r.rng_current.as_deref(), Some("tpm-rng-0"));
+        assert_eq!(r.rng_available, ["tpm-rng-0", "virtio_rng.0"]);
+        assert_eq!(r.rng_quality, Some(512));
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn parses_capability_lines() {
+        let s = "Name:\tx\nCapPrm:\t0000000000200000\nCapEff:\t0000000000200000\nCapBnd:\t000001ffffffffff\n";
+        let c = parse_capabilities(s).unwrap();
+        assert_eq!(c.effective, 1 << 21);
+        assert_eq!(c.bounding, 0x1ff_ffff_ffff);
+    }
+}

@@ -1,0 +1,160 @@
+//! Where tested bytes go: the kernel pool with credit and a forced reseed, a
+//! plain mix-in, a seed file, or standard output.
+
+mod kernel;
+mod seed_file;
+
+use std::fmt;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+pub use kernel::{KernelSink, has_sys_admin};
+pub use seed_file::SeedFile;
+
+/// A `--sink` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SinkSpec {
+    Kernel,
+    Mix,
+    File(PathBuf),
+    Stdout,
+}
+
+impl FromStr for SinkSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "kernel" => Ok(Self::Kernel),
+            "mix" => Ok(Self::Mix),
+            "stdout" => Ok(Self::Stdout),
+            _ => match s.strip_prefix("file:") {
+                Some("") => Err("`file:` needs a path, as in file:/var/lib/random-seed".into()),
+                Some(p) => Ok(Self::File(p.into())),
+                None => Err(format!(
+                    "`{s}` is not a sink: expected kernel, mix, file:PATH or stdout"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for SinkSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Kernel => f.write_str("kernel"),
+            Self::Mix => f.write_str("mix"),
+            Self::File(p) => write!(f, "file:{}", p.display()),
+            Self::Stdout => f.write_str("stdout"),
+        }
+    }
+}
+
+impl SinkSpec {
+    /// The metric label: the kind, not the path, to keep label sets small.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Kernel => "kernel",
+            Self::Mix => "mix",
+            Self::File(_) => "file",
+            Self::Stdout => "stdout",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(
+        "the kernel sink needs CAP_SYS_ADMIN to credit entropy and force a reseed \
+         (run as root or add the capability, e.g. `docker run --cap-add SYS_ADMIN`); \
+         `--sink mix` mixes bytes in without credit and needs no capability"
+    )]
+    NoCapability,
+    #[error("{path}: cannot open the random device: {source}")]
+    OpenRandomDevice { path: PathBuf, source: std::io::Error },
+    #[error("{op} on {path} failed: {source}")]
+    Kernel { op: &'static str, path: PathBuf, source: std::io::Error },
+    #[error("writing to {path} failed: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("seed file {path}: {source}")]
+    SeedFile { path: PathBuf, source: std::io::Error },
+    #[error("standard output: {0}")]
+    Stdout(std::io::Error),
+}
+
+/// What one delivery did, for the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivered {
+    pub bytes: usize,
+    pub credited_bits: u64,
+    pub reseeded: bool,
+}
+
+/// An opened sink.
+#[derive(Debug)]
+pub enum Sink {
+    Kernel(KernelSink),
+    Mix { device: File, path: PathBuf },
+    File(SeedFile),
+    Stdout,
+}
+
+impl Sink {
+    /// Opens a sink. The random device is opened here, once, so that the
+    /// daemon can drop its privileges afterwards.
+    pub fn open(spec: &SinkSpec, random_device: &Path) -> Result<Self, SinkError> {
+        Ok(match spec {
+            SinkSpec::Kernel => Self::Kernel(KernelSink::open(random_device)?),
+            SinkSpec::Mix => Self::Mix {
+                device: open_random_device(random_device)?,
+                path: random_device.into(),
+            },
+            SinkSpec::File(p) => Self::File(SeedFile::open(p)?),
+            SinkSpec::Stdout => Self::Stdout,
+        })
+    }
+
+    /// Delivers tested bytes; `credit_bits` is the entropy they carry, which
+    /// only the kernel sink passes on.
+    pub fn deliver(&mut self, bytes: &[u8], credit_bits: f64) -> Result<Delivered, SinkError> {
+        let plain = Delivered { bytes: bytes.len(), ..Delivered::default() };
+        match self {
+            Self::Kernel(k) => k.deliver(bytes, credit_bits),
+            Self::Mix { device, path } => {
+                device
+                    .write_all(bytes)
+                    .map_err(|source| SinkError::Write { path: path.clone(), source })?;
+                Ok(plain)
+            }
+            Self::File(f) => f.replace(bytes).map(|()| plain),
+            Self::Stdout => {
+                let mut out = std::io::stdout().lock();
+                out.write_all(bytes).and_then(|()| out.flush()).map_err(SinkError::Stdout)?;
+                Ok(plain)
+            }
+        }
+    }
+}
+
+fn open_random_device(path: &Path) -> Result<File, SinkError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|source| SinkError::OpenRandomDevice { path: path.into(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specs_parse_and_print_back() {
+        for s in ["kernel", "mix", "stdout", "file:/var/lib/seed"] {
+            assert_eq!(s.parse::<SinkSpec>().unwrap().to_string(), s);
+        }
+        assert!("file:".parse::<SinkSpec>().is_err());
+        assert!("pool".parse::<SinkSpec>().unwrap_err().contains("kernel, mix, file:PATH or stdout"));
+    }
+}

@@ -1,0 +1,97 @@
+//! What the daemon shows: metric names and descriptions, and (with the
+//! exporter) the HTTP server and Pushgateway client.
+
+pub mod names;
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use names::*;
+
+/// Registers HELP text and units. Must run after the recorder is installed:
+/// descriptions given to no recorder are lost.
+pub fn describe() {
+    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
+    describe_counter!(SOURCE_BYTES_READ, Unit::Bytes, "Bytes read from each source, tested or not.");
+    describe_counter!(SOURCE_READ_ERRORS, "Failed reads or opens of each source, by kind of error.");
+    describe_gauge!(SOURCE_UP, "1 while the source is open and trusted by the health policy, else 0.");
+    describe_histogram!(SOURCE_READ_DURATION, Unit::Seconds, "Time spent reading one batch from the source.");
+    describe_counter!(HEALTH_BLOCKS, "2500-byte blocks health-tested, by result.");
+    describe_counter!(HEALTH_TEST_FAILURES, "Blocks that failed each health test.");
+    describe_counter!(SINK_BYTES, Unit::Bytes, "Tested bytes delivered to each sink.");
+    describe_counter!(SINK_ERRORS, "Failed deliveries to each sink.");
+    describe_counter!(ENTROPY_CREDITED_BITS, "Entropy credited to the kernel pool, in bits.");
+    describe_counter!(KERNEL_RESEEDS, "Reseeds of the kernel CRNG forced after a delivery.");
+    describe_counter!(CYCLES, "Refresh cycles, by result.");
+    describe_gauge!(LAST_REFRESH_TIMESTAMP, Unit::Seconds, "Unix time of the last cycle that delivered a tested batch.");
+    describe_gauge!(KERNEL_ENTROPY_AVAILABLE, "The kernel's entropy_avail, in bits.");
+    describe_gauge!(KERNEL_POOL_SIZE, "The kernel's poolsize, in bits.");
+    describe_gauge!(HWRNG_QUALITY, "The kernel's rng_quality for its current hardware RNG (0 to 1024).");
+    describe_gauge!(HWRNG_CURRENT_INFO, "1 for the hardware RNG the kernel reads (rng_current).");
+    describe_gauge!(HWRNG_QUARANTINED, "1 while the daemon holds the hardware RNG's rng_quality at 0.");
+    describe_counter!(PUSH_ERRORS, "Failed pushes to the Pushgateway.");
+}
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+/// The loop's progress as the health endpoints see it: written by the loop,
+/// read by the HTTP server, shared through an `Arc` (no globals).
+#[derive(Debug)]
+pub struct LoopStatus {
+    started: Instant,
+    /// Milliseconds since `started` of the loop's last sign of life.
+    heartbeat_ms: AtomicU64,
+    delivered_once: AtomicBool,
+    source_healthy: AtomicBool,
+    last_cycle_ok: AtomicBool,
+}
+
+impl Default for LoopStatus {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            heartbeat_ms: AtomicU64::new(0),
+            delivered_once: AtomicBool::new(false),
+            source_healthy: AtomicBool::new(false),
+            last_cycle_ok: AtomicBool::new(false),
+        }
+    }
+}
+
+impl LoopStatus {
+    pub fn beat(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub fn cycle_finished(&self, ok: bool, source_healthy: bool) {
+        self.beat();
+        self.last_cycle_ok.store(ok, Ordering::Relaxed);
+        self.source_healthy.store(source_healthy, Ordering::Relaxed);
+        if ok {
+            self.delivered_once.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Time since the loop last showed progress.
+    pub fn since_heartbeat(&self) -> std::time::Duration {
+        let beat = std::time::Duration::from_millis(self.heartbeat_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(beat)
+    }
+
+    pub fn delivered_once(&self) -> bool {
+        self.delivered_once.load(Ordering::Relaxed)
+    }
+
+    pub fn source_healthy(&self) -> bool {
+        self.source_healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn last_cycle_ok(&self) -> bool {
+        self.last_cycle_ok.load(Ordering::Relaxed)
+    }
+}
+
+/// Seconds since the Unix epoch, for timestamps in metrics.
+pub fn unix_now() -> f64 {
+    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
