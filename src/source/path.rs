@@ -4,10 +4,15 @@
 //! empty reads, so that a read can be abandoned when shutdown is asked for or
 //! when no byte has come for the read timeout. `/dev/hwrng` has no poll
 //! method (it always looks readable), so a short sleep on EAGAIN is the wait.
+//!
+//! A FIFO reads as ended whenever no writer has it open, which is also the
+//! case before its writer first connects. So for a FIFO an empty read is
+//! waited out like EAGAIN, and only a FIFO that stays writerless for the
+//! read timeout counts as ended.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -24,6 +29,7 @@ const LONGEST_WAIT: Duration = Duration::from_millis(20);
 pub struct PathSource {
     path: PathBuf,
     file: File,
+    is_fifo: bool,
     limits: ReadLimits,
 }
 
@@ -38,7 +44,8 @@ impl PathSource {
                 ErrorKind::PermissionDenied => SourceError::PermissionDenied { path: path.into() },
                 _ => classify(path, e),
             })?;
-        Ok(Self { path: path.into(), file, limits })
+        let is_fifo = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
+        Ok(Self { path: path.into(), file, is_fifo, limits })
     }
 
     pub fn path(&self) -> &Path {
@@ -56,31 +63,38 @@ impl PathSource {
     pub fn fill(&mut self, dst: &mut [u8], filled: &mut usize) -> Result<(), SourceError> {
         let mut wait = FIRST_WAIT;
         let mut last_progress = Instant::now();
+        let mut writerless = false;
         while *filled < dst.len() {
             if self.limits.stop.load(Ordering::Relaxed) {
                 return Err(SourceError::Stopped { name: self.path.display().to_string() });
             }
             let end = dst.len().min(*filled + MAX_READ);
             match self.file.read(&mut dst[*filled..end]) {
-                Ok(0) => return Err(SourceError::Eof { path: self.path.clone() }),
+                Ok(0) if !self.is_fifo => return Err(SourceError::Eof { path: self.path.clone() }),
                 Ok(n) => {
-                    *filled += n;
-                    wait = FIRST_WAIT;
-                    last_progress = Instant::now();
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                    if last_progress.elapsed() >= self.limits.timeout {
-                        return Err(SourceError::Timeout {
-                            name: self.path.display().to_string(),
-                            timeout: self.limits.timeout,
-                        });
+                    writerless = n == 0;
+                    if n > 0 {
+                        *filled += n;
+                        wait = FIRST_WAIT;
+                        last_progress = Instant::now();
+                        continue;
                     }
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(LONGEST_WAIT);
                 }
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => writerless = false,
                 Err(e) => return Err(classify(&self.path, e)),
             }
+            if last_progress.elapsed() >= self.limits.timeout {
+                if writerless {
+                    return Err(SourceError::Eof { path: self.path.clone() });
+                }
+                return Err(SourceError::Timeout {
+                    name: self.path.display().to_string(),
+                    timeout: self.limits.timeout,
+                });
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(LONGEST_WAIT);
         }
         Ok(())
     }

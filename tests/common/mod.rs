@@ -1,0 +1,241 @@
+//! Helpers shared by the integration tests: the built binary, deterministic
+//! test data, and the reference tools.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BLOCK: usize = 2500;
+
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_random-refresher"));
+    c.env_remove("RUST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("RANDOM_REFRESHER_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).stdin(Stdio::null()).output().expect("run random-refresher")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// SplitMix64: deterministic, good enough to pass FIPS 140-2 like real noise.
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = Vec::with_capacity(n + 8);
+        while v.len() < n {
+            v.extend_from_slice(&self.next_u64().to_le_bytes());
+        }
+        v.truncate(n);
+        v
+    }
+
+    /// Bytes whose bits are 1 with probability `p`.
+    pub fn biased(&mut self, n: usize, p: f64) -> Vec<u8> {
+        let threshold = (p * (u64::MAX as f64)) as u64;
+        (0..n)
+            .map(|_| (0..8).fold(0u8, |b, _| (b << 1) | u8::from(self.next_u64() < threshold)))
+            .collect()
+    }
+
+    /// Bits from a Markov chain that stays on its last bit with probability
+    /// `stay`: more than 0.5 gives long runs, less gives short ones.
+    pub fn sticky(&mut self, n: usize, stay: f64) -> Vec<u8> {
+        let threshold = (stay * (u64::MAX as f64)) as u64;
+        let mut bit = 0u8;
+        (0..n)
+            .map(|_| {
+                (0..8).fold(0u8, |b, _| {
+                    if self.next_u64() >= threshold {
+                        bit ^= 1;
+                    }
+                    (b << 1) | bit
+                })
+            })
+            .collect()
+    }
+}
+
+/// A block that passes every test, deterministic per seed.
+pub fn good_block(seed: u64) -> Vec<u8> {
+    let mut s = SplitMix(seed);
+    loop {
+        let b = s.bytes(BLOCK);
+        if passes(&b) {
+            return b;
+        }
+    }
+}
+
+fn passes(block: &[u8]) -> bool {
+    use random_refresher::health::{Block, ContinuousRun, fips::reference};
+    let b: &Block = block.try_into().unwrap();
+    reference::test_block(b, &mut ContinuousRun::default()).passed()
+}
+
+pub fn temp_dir() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("rr-test-").tempdir().unwrap()
+}
+
+pub fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, data).unwrap();
+    p
+}
+
+/// Waits for a child with a generous bound, so a hang fails the test
+/// instead of the suite; returns None if it did not exit in time.
+pub fn wait_bounded(child: &mut Child, bound: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+pub fn signal(child: &Child, sig: i32) {
+    let rc = unsafe_free_kill(child.id(), sig);
+    assert!(rc, "kill -{sig} {}", child.id());
+}
+
+fn unsafe_free_kill(pid: u32, sig: i32) -> bool {
+    Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap().success()
+}
+
+/// Polls `f` until it returns Some, within a generous bound.
+pub fn eventually<T>(bound: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + bound;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The per-test counts `rngtest` prints on standard error.
+#[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
+pub struct RngtestCounts {
+    pub successes: u64,
+    pub failures: u64,
+    pub monobit: u64,
+    pub poker: u64,
+    pub runs: u64,
+    pub long_run: u64,
+    pub continuous_run: u64,
+}
+
+pub fn parse_rngtest(stderr: &str) -> RngtestCounts {
+    let mut c = RngtestCounts::default();
+    for line in stderr.lines() {
+        let Some((label, value)) = line.rsplit_once(": ") else { continue };
+        let Ok(v) = value.trim().parse::<u64>() else { continue };
+        let slot = match label {
+            l if l.ends_with("FIPS 140-2 successes") => &mut c.successes,
+            l if l.ends_with("FIPS 140-2 failures") => &mut c.failures,
+            l if l.ends_with("Monobit") => &mut c.monobit,
+            l if l.ends_with("Poker") => &mut c.poker,
+            l if l.ends_with("Runs") => &mut c.runs,
+            l if l.ends_with("Long run") => &mut c.long_run,
+            l if l.ends_with("Continuous run") => &mut c.continuous_run,
+            _ => continue,
+        };
+        *slot = v;
+    }
+    c
+}
+
+/// Our `check --format json` counts, in rngtest's shape.
+pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::Value) {
+    let out = run(&["check", "--source", file.to_str().unwrap(), "--blocks", &blocks.to_string(), "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("check printed no JSON ({e}): {}", stderr(&out)));
+    let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"));
+    let c = RngtestCounts {
+        successes: n("successes"),
+        failures: n("failures"),
+        monobit: n("monobit"),
+        poker: n("poker"),
+        runs: n("runs"),
+        long_run: n("long_run"),
+        continuous_run: n("continuous_run"),
+    };
+    (c, v)
+}
+
+/// A reference tool: found on PATH or at the path in `env`; when missing,
+/// the test fails under the test command (RR_REQUIRE_TOOLS=1) and is
+/// skipped with a message otherwise.
+pub fn tool(env: &str, name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os(env).map(PathBuf::from).filter(|p| p.exists()).or_else(|| {
+        std::env::var_os("PATH")?
+            .to_str()?
+            .split(':')
+            .map(|d| Path::new(d).join(name))
+            .find(|p| p.exists())
+    });
+    if found.is_none() {
+        let msg = format!("{name} not found (set {env} or run the README's test command)");
+        if std::env::var_os("RR_REQUIRE_TOOLS").is_some() {
+            panic!("{msg}");
+        }
+        eprintln!("skipped: {msg}");
+    }
+    found
+}
+
+/// Runs an rngtest binary on a file, for `blocks` blocks.
+pub fn rngtest(tool: &Path, file: &Path, blocks: usize) -> RngtestCounts {
+    let out = Command::new(tool)
+        .arg("-c")
+        .arg(blocks.to_string())
+        .stdin(std::fs::File::open(file).unwrap())
+        .output()
+        .unwrap();
+    parse_rngtest(&String::from_utf8_lossy(&out.stderr))
+}
+
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Root-only tests (the real device, the kernel ioctls) need root; under the
+/// test command that is required, elsewhere they are skipped with a word.
+pub fn require_root() -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var_os("RR_REQUIRE_TOOLS").is_some() {
+        panic!("this test needs root");
+    }
+    eprintln!("skipped: needs root");
+    false
+}

@@ -1,0 +1,333 @@
+//! The built binary end to end: file and FIFO sources with good and bad
+//! data, the file and stdout sinks byte for byte, failover, signals, and the
+//! errors a user sees.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+const BOUND: Duration = Duration::from_secs(20);
+
+/// good, bad (zeros), good, bad (repeated words), good.
+fn mixed_stream() -> (Vec<u8>, Vec<u8>) {
+    let (a, c, e) = (good_block(1), good_block(2), good_block(3));
+    let mut d = good_block(4);
+    let w: [u8; 4] = d[100..104].try_into().unwrap();
+    d[104..108].copy_from_slice(&w);
+    let stream = [a.clone(), vec![0u8; BLOCK], c.clone(), d, e.clone()].concat();
+    (stream, [a, c, e].concat())
+}
+
+#[test]
+fn once_delivers_exactly_the_passing_blocks_in_order_to_a_seed_file() {
+    let dir = temp_dir();
+    let (stream, expected) = mixed_stream();
+    let src = write(dir.path(), "source", &stream);
+    let seed = dir.path().join("seed");
+    let out = run(&[
+        "once", "--source", src.to_str().unwrap(), "--sink", &format!("file:{}", seed.display()),
+        "--batch-size", "7500",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&seed).unwrap(), expected);
+    let mode = std::fs::metadata(&seed).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // No temporary file is left beside it.
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+}
+
+#[test]
+fn stdout_sink_writes_the_passing_blocks_and_nothing_else() {
+    let dir = temp_dir();
+    let (stream, expected) = mixed_stream();
+    let src = write(dir.path(), "source", &stream);
+    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", "stdout", "--batch-size", "7500"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, expected);
+}
+
+#[test]
+fn a_fifo_source_is_read_through_the_gate() {
+    let dir = temp_dir();
+    let fifo = dir.path().join("fifo");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (stream, expected) = mixed_stream();
+    let child = bin()
+        .args(["once", "--source", fifo.to_str().unwrap(), "--sink", "stdout", "--batch-size", "7500"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Open for writing only after the reader is there, and write slowly in
+    // pieces, as a device feeding a FIFO would.
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    for piece in stream.chunks(1000) {
+        w.write_all(piece).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(w);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, expected);
+}
+
+#[test]
+fn a_source_that_ends_fails_the_cycle_and_delivers_nothing() {
+    let dir = temp_dir();
+    let src = write(dir.path(), "short", &good_block(9)[..2000]);
+    let seed = dir.path().join("seed");
+    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", &format!("file:{}", seed.display())]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("end of data"), "{err}");
+    assert!(err.contains("no tested batch"), "{err}");
+    assert!(!seed.exists());
+}
+
+#[test]
+fn every_block_failing_means_exit_1_and_no_bytes() {
+    let dir = temp_dir();
+    let src = write(dir.path(), "zeros", &vec![0u8; 30 * BLOCK]);
+    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", "stdout"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("failed the health tests too often"), "{}", stderr(&out));
+}
+
+#[test]
+fn fails_over_to_the_next_source_when_the_first_goes_bad() {
+    let dir = temp_dir();
+    let bad = write(dir.path(), "bad", &vec![0u8; 30 * BLOCK]);
+    let good = good_block(5);
+    let good_path = write(dir.path(), "good", &good);
+    let out = run(&[
+        "once", "--source", bad.to_str().unwrap(), "--source", good_path.to_str().unwrap(), "--sink", "stdout",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, good);
+}
+
+#[test]
+fn environment_variables_configure_like_flags() {
+    let dir = temp_dir();
+    let good = [good_block(6), good_block(7)].concat();
+    let src = write(dir.path(), "good", &good);
+    let out = bin()
+        .arg("once")
+        .env("RANDOM_REFRESHER_SOURCE", &src)
+        .env("RANDOM_REFRESHER_SINK", "stdout")
+        .env("RANDOM_REFRESHER_BATCH_SIZE", "5000")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, good);
+}
+
+#[test]
+fn invalid_values_name_the_option_and_exit_2() {
+    let cases: [(&[&str], &str); 5] = [
+        (&["once", "--batch-size", "2501"], "--batch-size"),
+        (&["run", "--interval", "0s"], "--interval"),
+        (&["once", "--sink", "pool"], "--sink"),
+        (&["once", "--entropy-per-byte", "9"], "--entropy-per-byte"),
+        (&["once", "--source", "/nonexistent/hwrng", "--sink", "stdout"], "--source"),
+    ];
+    for (args, option) in cases {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(option), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn run_exits_non_zero_with_one_line_when_no_source_opens() {
+    let out = run(&["run", "--source", "/nonexistent/hwrng", "--sink", "stdout"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let errors: Vec<_> = err.lines().filter(|l| l.contains("ERROR")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("/nonexistent/hwrng") && errors[0].contains("--device"), "{err}");
+}
+
+#[test]
+fn run_gives_up_after_max_failed_cycles() {
+    let dir = temp_dir();
+    let src = write(dir.path(), "one-block", &good_block(8));
+    let mut child = bin()
+        .args(["run", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "10ms",
+               "--max-failed-cycles", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, BOUND).expect("run should give up");
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("3 refresh cycles failed in a row"), "{err}");
+    // The end of data is logged once, not once per cycle.
+    assert_eq!(err.matches("end of data").count(), 1, "{err}");
+}
+
+/// A FIFO with a writer that never writes: the daemon blocks in a read.
+fn silent_fifo(dir: &std::path::Path) -> (std::path::PathBuf, std::thread::JoinHandle<()>, std::sync::mpsc::Sender<()>) {
+    let fifo = dir.join("silent");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        let _w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let _ = rx.recv();
+    });
+    (fifo, writer, tx)
+}
+
+#[test]
+fn sigterm_ends_the_daemon_with_0_while_it_sleeps_and_while_it_reads() {
+    let dir = temp_dir();
+    // Asleep between cycles.
+    let src = write(dir.path(), "good", &[good_block(10), good_block(11)].concat());
+    let mut child = bin()
+        .args(["run", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("refreshing") {
+        let n = std::io::Read::read(&mut err, &mut buf).unwrap();
+        assert!(n > 0, "daemon ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    signal(&child, libc_sig::TERM);
+    assert_eq!(wait_bounded(&mut child, BOUND).map(|s| s.code()), Some(Some(0)));
+
+    // Blocked on a source that gives nothing.
+    let (fifo, writer, release) = silent_fifo(dir.path());
+    let mut child = bin()
+        .args(["run", "--source", fifo.to_str().unwrap(), "--sink", "stdout", "--read-timeout", "1h"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    signal(&child, libc_sig::INT);
+    assert_eq!(wait_bounded(&mut child, BOUND).map(|s| s.code()), Some(Some(0)));
+    release.send(()).unwrap();
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_stalled_source_times_out_instead_of_hanging_once() {
+    let dir = temp_dir();
+    let (fifo, writer, release) = silent_fifo(dir.path());
+    let mut child = bin()
+        .args(["once", "--source", fifo.to_str().unwrap(), "--sink", "stdout", "--read-timeout", "300ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, BOUND).expect("once should time out");
+    assert_eq!(status.code(), Some(1));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("no data within 300ms"), "{err}");
+    release.send(()).unwrap();
+    writer.join().unwrap();
+}
+
+#[test]
+fn sighup_reopens_sources_and_sigusr1_logs_statistics() {
+    let dir = temp_dir();
+    let src = write(dir.path(), "good", &[good_block(12), good_block(13), good_block(14)].concat());
+    let mut child = bin()
+        .args(["run", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h",
+               "--log-format", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(err).lines() {
+            let _ = tx.send(line.unwrap());
+        }
+    });
+    let wait_for = |needle: &str| {
+        eventually(BOUND, || rx.try_recv().ok().filter(|l: &String| l.contains(needle)))
+            .unwrap_or_else(|| panic!("no log line with {needle}"))
+    };
+    wait_for("refreshing");
+    signal(&child, libc_sig::HUP);
+    wait_for("sources reopened");
+    signal(&child, libc_sig::USR1);
+    let stats: serde_json::Value = serde_json::from_str(&wait_for("statistics")).expect("JSON log line");
+    assert_eq!(stats["cycles_ok"], 1);
+    assert_eq!(stats["blocks_passed"], 1);
+    signal(&child, libc_sig::TERM);
+    assert_eq!(wait_bounded(&mut child, BOUND).map(|s| s.code()), Some(Some(0)));
+}
+
+#[test]
+fn random_bytes_never_reach_the_log() {
+    let dir = temp_dir();
+    let good = good_block(15);
+    let src = write(dir.path(), "good", &good);
+    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", "stdout", "--log-level", "trace"]);
+    assert!(out.status.success());
+    let err = stderr(&out);
+    let hex: String = good[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let decimal = format!("{}, {}, {}", good[0], good[1], good[2]);
+    assert!(!err.to_lowercase().contains(&hex) && !err.contains(&decimal), "{err}");
+}
+
+#[test]
+fn check_reports_text_and_exit_codes() {
+    let dir = temp_dir();
+    let mut data = vec![1, 2, 3, 4];
+    data.extend(good_block(16));
+    let file = write(dir.path(), "good", &data);
+    let out = run(&["check", "--source", file.to_str().unwrap(), "--blocks", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("FIPS 140-2 successes: 1") && text.contains("FIPS 140-2 failures: 0"), "{text}");
+    // Asking for more blocks than the file holds reports what was read, and fails.
+    let out = run(&["check", "--source", file.to_str().unwrap(), "--blocks", "2", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["blocks"], 1);
+    assert!(v["ended"].as_str().unwrap().contains("end of data"));
+    // Zeros fail.
+    let zeros = write(dir.path(), "zeros", &vec![0u8; 4 + BLOCK]);
+    assert_eq!(run(&["check", "--source", zeros.to_str().unwrap(), "--blocks", "1"]).status.code(), Some(1));
+}
+
+#[test]
+fn sources_lists_the_hwrng_and_cpu_instructions() {
+    let out = run(&["sources"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in ["/dev/hwrng:", "rng_current:", "rng_available:", "rng_quality:", "rdseed:", "rdrand:"] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let out = run(&["sources", "--hwrng", "/nonexistent/hwrng"]);
+    assert!(String::from_utf8(out.stdout).unwrap().contains("/nonexistent/hwrng: not usable: no such device"));
+}
+
+mod libc_sig {
+    pub const HUP: i32 = 1;
+    pub const INT: i32 = 2;
+    pub const USR1: i32 = 10;
+    pub const TERM: i32 = 15;
+}

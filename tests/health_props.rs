@@ -1,0 +1,117 @@
+//! The fast FIPS tester against the bit-by-bit reference, block by block, on
+//! random and deliberately skewed data; and the SP 800-90B tests against
+//! their definitions.
+
+use proptest::prelude::*;
+use random_refresher::health::fips::{BlockStats, ContinuousRun, FipsTester, reference};
+use random_refresher::health::sp800_90b::{AdaptiveProportion, RepetitionCount};
+use random_refresher::health::{BLOCK_BYTES, Block};
+
+/// Blocks built from a seed with a chosen skew: uniform, biased bits, sticky
+/// bits (long runs), flipping bits (short runs), or a few constant stretches.
+fn block_strategy() -> impl Strategy<Value = Block> {
+    (any::<u64>(), 0u8..5, 1u32..100).prop_map(|(seed, kind, knob)| {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let p = f64::from(knob) / 100.0;
+        let thr = |q: f64| (q * u64::MAX as f64) as u64;
+        let mut bit = 0u8;
+        let mut block: Block = std::array::from_fn(|_| {
+            (0..8).fold(0u8, |b, _| {
+                let v = match kind {
+                    0 => (next() >> 63) as u8,
+                    1 => u8::from(next() < thr(0.4 + p * 0.2)),
+                    2 | 3 => {
+                        let stay = if kind == 2 { 0.5 + p * 0.49 } else { 0.5 - p * 0.49 };
+                        if next() >= thr(stay) {
+                            bit ^= 1;
+                        }
+                        bit
+                    }
+                    _ => (next() >> 63) as u8,
+                };
+                (b << 1) | v
+            })
+        });
+        if kind == 4 {
+            for _ in 0..knob % 5 {
+                let at = (next() % BLOCK_BYTES as u64) as usize;
+                let len = (next() % 6) as usize;
+                let fill = if next() & 1 == 0 { 0 } else { 0xFF };
+                block[at..(at + len).min(BLOCK_BYTES)].fill(fill);
+            }
+        }
+        block
+    })
+}
+
+fn comparable(s: BlockStats) -> (u32, [u32; 16], [[u32; 6]; 2], bool) {
+    (s.ones, s.nibbles, s.runs, s.longest_run >= 26)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    #[test]
+    fn fast_counts_equal_reference_counts(block in block_strategy()) {
+        let fast = FipsTester::default().stats(&block);
+        prop_assert_eq!(comparable(fast), comparable(reference::stats(&block)));
+    }
+
+    #[test]
+    fn fast_verdicts_equal_reference_over_a_stream(blocks in prop::collection::vec(block_strategy(), 1..6), prime in any::<u32>()) {
+        let mut fast = FipsTester::new(ContinuousRun::primed(prime));
+        let mut slow = ContinuousRun::primed(prime);
+        for b in &blocks {
+            prop_assert_eq!(fast.test_block(b), reference::test_block(b, &mut slow));
+        }
+    }
+
+    #[test]
+    fn rct_fires_exactly_when_a_value_repeats_cutoff_times(bytes in prop::collection::vec(0u8..4, 1..400), cutoff in 2u32..8) {
+        let mut longest = 0;
+        let mut run = 0;
+        let mut last = None;
+        for &b in &bytes {
+            run = if last == Some(b) { run + 1 } else { 1 };
+            last = Some(b);
+            longest = longest.max(run);
+        }
+        prop_assert_eq!(RepetitionCount::new(cutoff).feed(&bytes), longest >= cutoff);
+    }
+
+    #[test]
+    fn apt_fires_exactly_when_a_window_start_recurs_cutoff_times(bytes in prop::collection::vec(0u8..8, 1..3000), cutoff in 20u32..120) {
+        // Windows of 512 from the start, until one fails (then a new window
+        // starts at the next byte).
+        let mut expected = false;
+        let mut i = 0;
+        while i < bytes.len() {
+            let first = bytes[i];
+            let mut count = 1;
+            let mut j = i + 1;
+            let end = (i + 512).min(bytes.len());
+            let mut failed_at = None;
+            while j < end {
+                if bytes[j] == first {
+                    count += 1;
+                    if count >= cutoff {
+                        failed_at = Some(j);
+                        break;
+                    }
+                }
+                j += 1;
+            }
+            match failed_at {
+                Some(j) => { expected = true; i = j + 1; }
+                None => i += 512,
+            }
+        }
+        prop_assert_eq!(AdaptiveProportion::new(cutoff).feed(&bytes), expected);
+    }
+}

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: installs everything the tests need, then runs them all.
+# Needs root (the real /dev/hwrng and the kernel ioctls).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tests/setup.sh
+cargo test --release --locked --quiet "$@"
