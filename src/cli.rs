@@ -162,7 +162,7 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 
 fn batch_size(s: &str) -> Result<usize, String> {
     let n: usize = s.parse().map_err(|_| format!("`{s}` is not a number of bytes"))?;
-    if n == 0 || n % BLOCK_BYTES != 0 || n > 1 << 30 {
+    if n == 0 || !n.is_multiple_of(BLOCK_BYTES) || n > 1 << 30 {
         return Err(format!(
             "{n} is not a positive multiple of {BLOCK_BYTES} (one FIPS 140-2 block) up to 1 GiB"
         ));

@@ -13,7 +13,7 @@ fn hwrng_batch_passes_rngtest() {
         return;
     }
     let Some(rngtest) = tool("RR_RNGTEST5", "rngtest") else { return };
-    let once = bin()
+    let mut once = bin()
         .args(["once", "--source", "/dev/hwrng", "--sink", "stdout", "--batch-size", "27500"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -21,9 +21,10 @@ fn hwrng_batch_passes_rngtest() {
         .unwrap();
     let check = Command::new(rngtest)
         .args(["-c", "10"])
-        .stdin(once.stdout.unwrap())
+        .stdin(once.stdout.take().unwrap())
         .output()
         .unwrap();
+    assert!(once.wait().unwrap().success());
     let counts = parse_rngtest(&String::from_utf8_lossy(&check.stderr));
     assert!(check.status.success(), "{counts:?}");
     assert_eq!(counts.successes, 10);

@@ -247,11 +247,11 @@ fn stats_words(block: &Block) -> BlockStats {
         let c25 = c16 & (c8 << 16) & (c1 << 24);
         long_run |= top(c25);
     }
-    for bit in 0..2 {
+    for (runs, ge) in s.runs.iter_mut().zip(&ge) {
         for k in 0..5 {
-            s.runs[bit][k] = ge[bit][k] - ge[bit][k + 1];
+            runs[k] = ge[k] - ge[k + 1];
         }
-        s.runs[bit][5] = ge[bit][5];
+        runs[5] = ge[5];
     }
     // Only whether a long run exists decides the test; report it as that.
     s.longest_run = if long_run != 0 { LONG_RUN_BITS } else { 0 };
@@ -396,8 +396,7 @@ mod tests {
     #[test]
     fn popcnt_and_portable_paths_agree() {
         let b = noise(11);
-        let mut portable = FipsTester::default();
-        portable.use_popcnt = false;
+        let portable = FipsTester { use_popcnt: false, ..FipsTester::default() };
         assert_eq!(portable.stats(&b), FipsTester::default().stats(&b));
     }
 }

@@ -63,27 +63,24 @@ impl PathSource {
     pub fn fill(&mut self, dst: &mut [u8], filled: &mut usize) -> Result<(), SourceError> {
         let mut wait = FIRST_WAIT;
         let mut last_progress = Instant::now();
-        let mut writerless = false;
         while *filled < dst.len() {
             if self.limits.stop.load(Ordering::Relaxed) {
                 return Err(SourceError::Stopped { name: self.path.display().to_string() });
             }
             let end = dst.len().min(*filled + MAX_READ);
-            match self.file.read(&mut dst[*filled..end]) {
+            let writerless = match self.file.read(&mut dst[*filled..end]) {
                 Ok(0) if !self.is_fifo => return Err(SourceError::Eof { path: self.path.clone() }),
+                Ok(0) => true,
                 Ok(n) => {
-                    writerless = n == 0;
-                    if n > 0 {
-                        *filled += n;
-                        wait = FIRST_WAIT;
-                        last_progress = Instant::now();
-                        continue;
-                    }
+                    *filled += n;
+                    wait = FIRST_WAIT;
+                    last_progress = Instant::now();
+                    continue;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => writerless = false,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => false,
                 Err(e) => return Err(classify(&self.path, e)),
-            }
+            };
             if last_progress.elapsed() >= self.limits.timeout {
                 if writerless {
                     return Err(SourceError::Eof { path: self.path.clone() });
