@@ -11,11 +11,18 @@ use signal_hook::iterator::Signals;
 use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
-use crate::cli::{CheckArgs, Cli, Command, LogFormat, RefreshArgs, SourceArgs};
+use crate::cli::{CheckArgs, Cli, Command, ListenAddress, LogFormat, RefreshArgs, SourceArgs};
 use crate::health::{Cutoffs, FailurePolicy};
 use crate::kernel::KernelPaths;
 use crate::refresher::{Config, CycleOutcome, Refresher, Request};
 use crate::source::ReadLimits;
+use crate::telemetry::LoopStatus;
+use crate::telemetry::exporter::Exporter;
+use crate::telemetry::http::{self, HttpState};
+use crate::telemetry::push::{self, Pusher};
+
+/// Slack added to interval and read timeout before `/healthz` fails.
+const LIVENESS_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Exit codes: the contract with scripts, CronJobs and the kubelet.
 pub const EXIT_OK: u8 = 0;
@@ -28,6 +35,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => refresh(&args, true),
         Command::Once(args) => refresh(&args, false),
         Command::Check(args) => check(&args),
+        Command::Probe(args) => probe(&args.url, args.timeout),
         Command::Sources(args) => {
             let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
             match crate::inventory::print(&kernel, &args.hwrng, std::io::stdout().lock()) {
@@ -97,7 +105,11 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Config {
         entropy_per_byte: args.entropy_per_byte,
         max_failed_cycles: args.max_failed_cycles,
         cutoffs: Cutoffs::new(s.min_entropy, -f64::from(s.alpha_exponent)),
-        policy: FailurePolicy::default(),
+        policy: FailurePolicy {
+            retry_initial: args.retry_initial,
+            retry_max: args.retry_max.max(args.retry_initial),
+            ..FailurePolicy::default()
+        },
         limits,
         kernel: KernelPaths::new(&s.kernel.proc_root, &s.kernel.sys_root),
     }
@@ -110,6 +122,11 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
         Err(e) => return fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")),
     };
     let config = config(args, read_limits(&args.source, &stop));
+    let t = &args.telemetry;
+    let exporter = match Exporter::install(&t.metrics_labels, config.kernel.clone()) {
+        Ok(e) => Arc::new(e),
+        Err(e) => return fail(EXIT_FAILED, &format!("cannot set up metrics: {e}")),
+    };
     let readings = config.kernel.read();
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -124,12 +141,25 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
         apt_cutoff = config.cutoffs.apt,
         "starting"
     );
+    let liveness_limit = config.interval + config.limits.timeout + LIVENESS_MARGIN;
+    let interval = config.interval;
+    let status = Arc::new(LoopStatus::default());
     let mut refresher = match Refresher::new(config) {
-        Ok(r) => r,
+        Ok(r) => r.with_status(Arc::clone(&status)).with_exporter(Arc::clone(&exporter)),
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };
+    let mut pusher = t.push_gateway.as_deref().map(|gateway| {
+        let instance = t.push_instance.clone().unwrap_or_else(push::host_name);
+        Pusher::new(gateway, &instance, Arc::clone(&exporter))
+    });
     if !daemon {
-        return match refresher.cycle() {
+        let outcome = refresher.cycle();
+        if let Some(p) = pusher.as_mut() {
+            if p.push().is_ok() {
+                info!(url = p.url(), "pushed the metrics");
+            }
+        }
+        return match outcome {
             CycleOutcome::Delivered { bytes } => {
                 info!(bytes, "delivered one tested batch");
                 EXIT_OK
@@ -139,6 +169,21 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
             CycleOutcome::Stopped => fail(EXIT_FAILED, "stopped by a signal before a batch was delivered"),
         };
     }
+    if let ListenAddress::On(addr) = t.listen_address {
+        let state = HttpState { exporter: Arc::clone(&exporter), status, liveness_limit };
+        match http::spawn(addr, state) {
+            Ok(bound) => info!(address = %bound, "serving /metrics, /healthz and /readyz"),
+            Err(e) => return fail(EXIT_CONFIG, &format!("--listen-address {addr}: cannot listen: {e}")),
+        }
+    }
+    let _push_loop = match pusher.map(|p| {
+        info!(url = p.url(), "pushing the metrics");
+        p.spawn(t.push_interval.unwrap_or(interval))
+    }) {
+        Some(Err(e)) => return fail(EXIT_FAILED, &format!("cannot start the push thread: {e}")),
+        Some(Ok(l)) => Some(l),
+        None => None,
+    };
     let result = refresher.run(&requests, &stop);
     refresher.log_statistics();
     match result {
@@ -165,4 +210,13 @@ fn check(args: &CheckArgs) -> u8 {
         return fail(EXIT_FAILED, &format!("writing the report: {e}"));
     }
     if report.passed(args.blocks) { EXIT_OK } else { EXIT_FAILED }
+}
+
+/// `probe`: GET a URL and succeed on 200, for a container HEALTHCHECK.
+fn probe(url: &str, timeout: std::time::Duration) -> u8 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
+    match agent.get(url).call() {
+        Ok(_) => EXIT_OK,
+        Err(e) => fail(EXIT_FAILED, &format!("probe {url}: {e}")),
+    }
 }

@@ -36,6 +36,78 @@ pub enum Command {
     Check(CheckArgs),
     /// List the entropy sources this host offers and whether each is usable.
     Sources(SourcesArgs),
+    /// GET the daemon's /healthz (or --url) and exit 0 if it answers 200:
+    /// a container health check that needs no shell.
+    Probe(ProbeArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct ProbeArgs {
+    /// The URL to GET.
+    #[arg(long, default_value = "http://127.0.0.1:9742/healthz", env = "RANDOM_REFRESHER_PROBE_URL")]
+    pub url: String,
+    /// How long to wait for the answer.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive_duration,
+          env = "RANDOM_REFRESHER_PROBE_TIMEOUT")]
+    pub timeout: Duration,
+}
+
+/// Metrics, health endpoints and Pushgateway.
+#[derive(Clone, Debug, Args)]
+pub struct TelemetryArgs {
+    /// Address of the metrics and health server (`run` only), or `none`.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9742", value_parser = listen_address,
+          env = "RANDOM_REFRESHER_LISTEN_ADDRESS")]
+    pub listen_address: ListenAddress,
+
+    /// Push the metrics to this Prometheus Pushgateway (http://host:9091).
+    #[arg(long, value_name = "URL", value_parser = gateway_url, env = "RANDOM_REFRESHER_PUSH_GATEWAY")]
+    pub push_gateway: Option<String>,
+
+    /// Time between pushes (`run`); default: the refresh interval.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration, env = "RANDOM_REFRESHER_PUSH_INTERVAL")]
+    pub push_interval: Option<Duration>,
+
+    /// The `instance` grouping label of pushes; default: the host name.
+    #[arg(long, value_name = "NAME", value_parser = push_instance, env = "RANDOM_REFRESHER_PUSH_INSTANCE")]
+    pub push_instance: Option<String>,
+
+    /// A constant label on every metric, repeatable (node=$(NODE_NAME)).
+    #[arg(long = "metrics-label", value_name = "KEY=VALUE", value_parser = crate::telemetry::exporter::parse_label,
+          env = "RANDOM_REFRESHER_METRICS_LABEL", value_delimiter = ',')]
+    pub metrics_labels: Vec<(String, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListenAddress {
+    Off,
+    On(std::net::SocketAddr),
+}
+
+fn listen_address(s: &str) -> Result<ListenAddress, String> {
+    if s == "none" {
+        return Ok(ListenAddress::Off);
+    }
+    s.parse()
+        .map(ListenAddress::On)
+        .map_err(|_| format!("`{s}` is not an address: expected IP:PORT (0.0.0.0:9742, [::]:9742) or none"))
+}
+
+fn gateway_url(s: &str) -> Result<String, String> {
+    let rest = s.strip_prefix("http://").ok_or_else(|| {
+        format!("`{s}` is not an http:// URL (this build pushes over plain HTTP; put TLS in a sidecar or proxy)")
+    })?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("`{s}` names no host: expected http://HOST:PORT"));
+    }
+    Ok(s.to_string())
+}
+
+fn push_instance(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('/') {
+        return Err(format!("`{s}` cannot be an instance label: it must be non-empty and without `/`"));
+    }
+    Ok(s.to_string())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -135,6 +207,20 @@ pub struct RefreshArgs {
     #[arg(long, value_name = "N", default_value_t = 10,
           value_parser = clap::value_parser!(u32).range(1..), env = "RANDOM_REFRESHER_MAX_FAILED_CYCLES")]
     pub max_failed_cycles: u32,
+
+    /// First wait before a failed source is tried again; doubles on each
+    /// failed retry up to --retry-max.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = positive_duration,
+          env = "RANDOM_REFRESHER_RETRY_INITIAL")]
+    pub retry_initial: Duration,
+
+    /// Longest wait between retries of a failed source.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = positive_duration,
+          env = "RANDOM_REFRESHER_RETRY_MAX")]
+    pub retry_max: Duration,
+
+    #[command(flatten)]
+    pub telemetry: TelemetryArgs,
 }
 
 #[derive(Clone, Debug, Args)]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
 use tracing::{error, info, warn};
@@ -20,7 +20,8 @@ use crate::health::{BLOCK_BYTES, Block, ContinuousRun, Cutoffs, FailurePolicy, H
 use crate::kernel::KernelPaths;
 use crate::sink::{Sink, SinkError, SinkSpec};
 use crate::source::{CpuInstruction, ReadLimits, Source, SourceError, SourceSpec};
-use crate::telemetry::names;
+use crate::telemetry::exporter::Exporter;
+use crate::telemetry::{LoopStatus, names};
 
 /// Default credit for RDRAND output: a DRBG's output carries at most the
 /// entropy of its reseeds. Intel's DRNG guide bounds the DRBG to 511 outputs
@@ -115,7 +116,9 @@ pub struct Refresher {
     block: Box<Block>,
     totals: Totals,
     consecutive_failures: u32,
-    heartbeat: Option<Arc<crate::telemetry::LoopStatus>>,
+    credited_bits_remainder: u64,
+    status: Option<Arc<LoopStatus>>,
+    exporter: Option<Arc<Exporter>>,
 }
 
 impl Refresher {
@@ -164,6 +167,7 @@ impl Refresher {
                     .map_err(|source| StartError::Sink { spec: spec.clone(), source })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        register_series(&slots, &config.sinks);
         let batch = vec![0u8; config.batch_size];
         Ok(Self {
             config,
@@ -173,13 +177,22 @@ impl Refresher {
             block: Box::new([0u8; BLOCK_BYTES]),
             totals: Totals::default(),
             consecutive_failures: 0,
-            heartbeat: None,
+            credited_bits_remainder: 0,
+            status: None,
+            exporter: None,
         })
     }
 
     /// Shares the loop's progress with the health endpoints.
-    pub fn with_status(mut self, status: Arc<crate::telemetry::LoopStatus>) -> Self {
-        self.heartbeat = Some(status);
+    pub fn with_status(mut self, status: Arc<LoopStatus>) -> Self {
+        status.beat();
+        self.status = Some(status);
+        self
+    }
+
+    /// Lets the loop run the exporter's upkeep once a cycle.
+    pub fn with_exporter(mut self, exporter: Arc<Exporter>) -> Self {
+        self.exporter = Some(exporter);
         self
     }
 
@@ -197,15 +210,17 @@ impl Refresher {
             if ok {
                 self.totals.cycles_ok += 1;
                 self.consecutive_failures = 0;
-                let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-                gauge!(names::LAST_REFRESH_TIMESTAMP).set(now.as_secs_f64());
+                gauge!(names::LAST_REFRESH_TIMESTAMP).set(crate::telemetry::unix_now());
             } else {
                 self.totals.cycles_failed += 1;
                 self.consecutive_failures += 1;
             }
         }
-        if let Some(status) = &self.heartbeat {
+        if let Some(status) = &self.status {
             status.cycle_finished(ok, self.slots.iter().any(|s| s.source.is_some() && !s.health.is_failed()));
+        }
+        if let Some(exporter) = &self.exporter {
+            exporter.upkeep();
         }
         outcome
     }
@@ -239,7 +254,15 @@ impl Refresher {
             let wanted_blocks = (target - filled) / BLOCK_BYTES;
             let started = Instant::now();
             let mut read_bytes = 0u64;
-            let result = read_tested(slot, &mut self.block, &mut self.batch[filled..], &mut read_bytes, &mut self.totals, retrying);
+            let result = read_tested(
+                slot,
+                &mut self.block,
+                &mut self.batch[filled..],
+                &mut read_bytes,
+                &mut self.totals,
+                retrying,
+                self.status.as_deref(),
+            );
             counter!(names::SOURCE_BYTES_READ, "source" => slot.label.clone()).increment(read_bytes);
             histogram!(names::SOURCE_READ_DURATION, "source" => slot.label.clone()).record(started.elapsed().as_secs_f64());
             let got = match result {
@@ -265,7 +288,10 @@ impl Refresher {
                 Ok(d) => {
                     counter!(names::SINK_BYTES, "sink" => label).increment(d.bytes as u64);
                     if d.credited_bits > 0 {
-                        counter!(names::ENTROPY_CREDITED_BITS).increment(d.credited_bits);
+                        // Counted in bytes; the remainder bits are carried to the next batch.
+                        self.credited_bits_remainder += d.credited_bits;
+                        counter!(names::ENTROPY_CREDITED_BYTES).increment(self.credited_bits_remainder / 8);
+                        self.credited_bits_remainder %= 8;
                     }
                     if d.reseeded {
                         counter!(names::KERNEL_RESEEDS).increment(1);
@@ -377,6 +403,7 @@ fn read_tested(
     read_bytes: &mut u64,
     totals: &mut Totals,
     retrying: bool,
+    status: Option<&LoopStatus>,
 ) -> ReadResult {
     let mut written = 0;
     let Some(source) = slot.source.as_mut() else { return ReadResult::Got(0) };
@@ -384,6 +411,9 @@ fn read_tested(
         let mut got = 0;
         let result = source.fill(&mut block[..], &mut got);
         *read_bytes += got as u64;
+        if let Some(status) = status {
+            status.beat();
+        }
         if let Err(e) = result {
             if matches!(e, SourceError::Stopped { .. }) {
                 return ReadResult::Stopped;
@@ -440,4 +470,28 @@ fn note_read_error(slot: &mut SourceSlot, e: &SourceError) {
 fn set_up(slot: &SourceSlot) {
     let up = slot.source.is_some() && !slot.health.is_failed();
     gauge!(names::SOURCE_UP, "source" => slot.label.clone()).set(f64::from(u8::from(up)));
+}
+
+/// Creates every counter at zero, so that `rate()` and `increase()` see the
+/// first event and alerts on absent series are not needed.
+fn register_series(slots: &[SourceSlot], sinks: &[SinkSpec]) {
+    for slot in slots {
+        let source = slot.label.clone();
+        counter!(names::SOURCE_BYTES_READ, "source" => source.clone()).absolute(0);
+        for result in ["pass", "fail"] {
+            counter!(names::HEALTH_BLOCKS, "source" => source.clone(), "result" => result).absolute(0);
+        }
+        for test in crate::health::TEST_NAMES {
+            counter!(names::HEALTH_TEST_FAILURES, "source" => source.clone(), "test" => test).absolute(0);
+        }
+    }
+    for sink in sinks {
+        counter!(names::SINK_BYTES, "sink" => sink.label()).absolute(0);
+        counter!(names::SINK_ERRORS, "sink" => sink.label()).absolute(0);
+    }
+    for result in ["ok", "failed"] {
+        counter!(names::CYCLES, "result" => result).absolute(0);
+    }
+    counter!(names::ENTROPY_CREDITED_BYTES).absolute(0);
+    counter!(names::KERNEL_RESEEDS).absolute(0);
 }

@@ -20,7 +20,7 @@ fn seed_file_is_never_torn_by_sigkill() {
     let mut seen_seeds = HashSet::new();
     for round in 0..1000 {
         let mut child = bin()
-            .args(["run", "--source", src.to_str().unwrap(), "--sink", &format!("file:{}", seed.display()),
+            .args(["run", "--listen-address", "none", "--source", src.to_str().unwrap(), "--sink", &format!("file:{}", seed.display()),
                    "--interval", "1ms", "--log-level", "error"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -160,7 +160,7 @@ fn run_gives_up_after_max_failed_cycles() {
     let dir = temp_dir();
     let src = write(dir.path(), "one-block", &good_block(8));
     let mut child = bin()
-        .args(["run", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "10ms",
+        .args(["run", "--listen-address", "none", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "10ms",
                "--max-failed-cycles", "3"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -194,7 +194,7 @@ fn sigterm_ends_the_daemon_with_0_while_it_sleeps_and_while_it_reads() {
     // Asleep between cycles.
     let src = write(dir.path(), "good", &[good_block(10), good_block(11)].concat());
     let mut child = bin()
-        .args(["run", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h"])
+        .args(["run", "--listen-address", "none", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -214,7 +214,7 @@ fn sigterm_ends_the_daemon_with_0_while_it_sleeps_and_while_it_reads() {
     // Blocked on a source that gives nothing.
     let (fifo, writer, release) = silent_fifo(dir.path());
     let mut child = bin()
-        .args(["run", "--source", fifo.to_str().unwrap(), "--sink", "stdout", "--read-timeout", "1h"])
+        .args(["run", "--listen-address", "none", "--source", fifo.to_str().unwrap(), "--sink", "stdout", "--read-timeout", "1h"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -250,7 +250,7 @@ fn sighup_reopens_sources_and_sigusr1_logs_statistics() {
     let dir = temp_dir();
     let src = write(dir.path(), "good", &[good_block(12), good_block(13), good_block(14)].concat());
     let mut child = bin()
-        .args(["run", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h",
+        .args(["run", "--listen-address", "none", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h",
                "--log-format", "json"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

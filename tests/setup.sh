@@ -24,7 +24,7 @@ apt_install() {
 
 # rngtest from Debian's rng-tools5 (the reference with the old runs-test
 # bookkeeping), setpriv to drop capabilities, mkfifo.
-apt_install rng-tools5 util-linux coreutils
+apt_install rng-tools5 util-linux coreutils prometheus prometheus-pushgateway
 
 # rngtest with the runs-test fix (as upstream rng-tools 6.11 has it), from
 # rng-tools-debian. Only its rngtest binary is extracted: installing the

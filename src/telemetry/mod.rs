@@ -1,7 +1,10 @@
 //! What the daemon shows: metric names and descriptions, and (with the
 //! exporter) the HTTP server and Pushgateway client.
 
+pub mod exporter;
+pub mod http;
 pub mod names;
+pub mod push;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use names::*;
@@ -18,12 +21,12 @@ pub fn describe() {
     describe_counter!(HEALTH_TEST_FAILURES, "Blocks that failed each health test.");
     describe_counter!(SINK_BYTES, Unit::Bytes, "Tested bytes delivered to each sink.");
     describe_counter!(SINK_ERRORS, "Failed deliveries to each sink.");
-    describe_counter!(ENTROPY_CREDITED_BITS, "Entropy credited to the kernel pool, in bits.");
+    describe_counter!(ENTROPY_CREDITED_BYTES, Unit::Bytes, "Entropy credited to the kernel pool, in bytes of full entropy (bits / 8).");
     describe_counter!(KERNEL_RESEEDS, "Reseeds of the kernel CRNG forced after a delivery.");
     describe_counter!(CYCLES, "Refresh cycles, by result.");
     describe_gauge!(LAST_REFRESH_TIMESTAMP, Unit::Seconds, "Unix time of the last cycle that delivered a tested batch.");
-    describe_gauge!(KERNEL_ENTROPY_AVAILABLE, "The kernel's entropy_avail, in bits.");
-    describe_gauge!(KERNEL_POOL_SIZE, "The kernel's poolsize, in bits.");
+    describe_gauge!(KERNEL_ENTROPY_AVAILABLE, Unit::Bytes, "The kernel's entropy_avail, in bytes (bits / 8).");
+    describe_gauge!(KERNEL_POOL_SIZE, Unit::Bytes, "The kernel's poolsize, in bytes (bits / 8).");
     describe_gauge!(HWRNG_QUALITY, "The kernel's rng_quality for its current hardware RNG (0 to 1024).");
     describe_gauge!(HWRNG_CURRENT_INFO, "1 for the hardware RNG the kernel reads (rng_current).");
     describe_gauge!(HWRNG_QUARANTINED, "1 while the daemon holds the hardware RNG's rng_quality at 0.");
@@ -42,7 +45,6 @@ pub struct LoopStatus {
     heartbeat_ms: AtomicU64,
     delivered_once: AtomicBool,
     source_healthy: AtomicBool,
-    last_cycle_ok: AtomicBool,
 }
 
 impl Default for LoopStatus {
@@ -52,7 +54,6 @@ impl Default for LoopStatus {
             heartbeat_ms: AtomicU64::new(0),
             delivered_once: AtomicBool::new(false),
             source_healthy: AtomicBool::new(false),
-            last_cycle_ok: AtomicBool::new(false),
         }
     }
 }
@@ -65,7 +66,6 @@ impl LoopStatus {
 
     pub fn cycle_finished(&self, ok: bool, source_healthy: bool) {
         self.beat();
-        self.last_cycle_ok.store(ok, Ordering::Relaxed);
         self.source_healthy.store(source_healthy, Ordering::Relaxed);
         if ok {
             self.delivered_once.store(true, Ordering::Relaxed);
@@ -84,10 +84,6 @@ impl LoopStatus {
 
     pub fn source_healthy(&self) -> bool {
         self.source_healthy.load(Ordering::Relaxed)
-    }
-
-    pub fn last_cycle_ok(&self) -> bool {
-        self.last_cycle_ok.load(Ordering::Relaxed)
     }
 }
 

@@ -239,3 +239,96 @@ pub fn require_root() -> bool {
     eprintln!("skipped: needs root");
     false
 }
+
+/// A free loopback port (bound and released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `random-refresher run` whose log lines are collected; it is
+/// stopped with SIGTERM when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub addr: Option<std::net::SocketAddr>,
+}
+
+impl Daemon {
+    /// Starts `run` with the server on a free loopback port.
+    pub fn start(args: &[&str]) -> Daemon {
+        Self::start_with(bin().arg("run").args(["--listen-address", "127.0.0.1:0"]).args(args))
+    }
+
+    pub fn start_with(cmd: &mut Command) -> Daemon {
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let err = child.stderr.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let mut d = Daemon { child, lines, addr: None };
+        d.addr = d.wait_for_log("serving /metrics").and_then(|l| {
+            l.split("address=").nth(1)?.split_whitespace().next()?.parse().ok()
+        });
+        d
+    }
+
+    pub fn wait_for_log(&self, needle: &str) -> Option<String> {
+        eventually(Duration::from_secs(20), || {
+            self.lines.lock().unwrap().iter().find(|l| l.contains(needle)).cloned()
+        })
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(self.addr.expect("daemon address"), path)
+    }
+
+    /// The value of one series on /metrics (exact name and labels as printed).
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        metric_value(&self.get("/metrics").1, series)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = wait_bounded(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+/// A minimal HTTP/1.1 GET: status and body.
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let raw = http_raw(addr, format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes());
+    parse_response(&raw)
+}
+
+pub fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+pub fn parse_response(raw: &str) -> (u16, String) {
+    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}

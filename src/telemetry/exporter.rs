@@ -1,0 +1,111 @@
+//! The Prometheus recorder, and rendering with fresh kernel and process
+//! readings.
+//!
+//! The exporter crate's own HTTP listener is not used: it answers every path
+//! with the metrics, so a readiness probe aimed at it could never fail. The
+//! recorder renders into our server and our Pushgateway client instead.
+
+use std::sync::Mutex;
+
+use metrics::gauge;
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::names;
+use crate::kernel::KernelPaths;
+
+/// Buckets of the per-batch read duration, from a fast file to a slow TPM.
+const READ_DURATION_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
+pub struct Exporter {
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+    kernel: KernelPaths,
+    /// The `rng` label last exported as current, to zero it when it changes.
+    current_rng: Mutex<Option<String>>,
+}
+
+impl Exporter {
+    /// Installs the process-wide recorder (the `metrics` facade has exactly
+    /// one) with constant labels on every series, and describes the metrics.
+    pub fn install(labels: &[(String, String)], kernel: KernelPaths) -> Result<Self, BuildError> {
+        let mut builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(names::SOURCE_READ_DURATION.into()), READ_DURATION_BUCKETS)?;
+        for (k, v) in labels {
+            builder = builder.add_global_label(k, v);
+        }
+        let handle = builder.install_recorder()?;
+        super::describe();
+        let process = metrics_process::Collector::default();
+        process.describe();
+        gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        let exporter = Self { handle, process, kernel, current_rng: Mutex::new(None) };
+        exporter.refresh_readings();
+        Ok(exporter)
+    }
+
+    /// Reads the kernel's counters and this process's usage into gauges.
+    pub fn refresh_readings(&self) {
+        let r = self.kernel.read();
+        if let Some(v) = r.entropy_avail_bits {
+            gauge!(names::KERNEL_ENTROPY_AVAILABLE).set(v as f64 / 8.0);
+        }
+        if let Some(v) = r.poolsize_bits {
+            gauge!(names::KERNEL_POOL_SIZE).set(v as f64 / 8.0);
+        }
+        let mut current = self.current_rng.lock().unwrap_or_else(|e| e.into_inner());
+        if *current != r.rng_current {
+            if let Some(old) = current.take() {
+                gauge!(names::HWRNG_CURRENT_INFO, "rng" => old.clone()).set(0.0);
+                gauge!(names::HWRNG_QUALITY, "rng" => old).set(0.0);
+            }
+            *current = r.rng_current.clone();
+        }
+        if let Some(rng) = current.as_ref() {
+            gauge!(names::HWRNG_CURRENT_INFO, "rng" => rng.clone()).set(1.0);
+            if let Some(q) = r.rng_quality {
+                gauge!(names::HWRNG_QUALITY, "rng" => rng.clone()).set(f64::from(q));
+            }
+        }
+        drop(current);
+        self.process.collect();
+    }
+
+    /// The Prometheus text format, with readings taken now.
+    pub fn render(&self) -> String {
+        self.refresh_readings();
+        self.handle.render()
+    }
+
+    /// Drains histogram buckets; the loop calls it once a cycle.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+}
+
+/// Parses a `--metrics-label` value.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let valid_key = !k.is_empty()
+        && !k.starts_with("__")
+        && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid_key {
+        return Err(format!("`{k}` is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_parse() {
+        assert_eq!(parse_label("node=worker-1"), Ok(("node".into(), "worker-1".into())));
+        assert_eq!(parse_label("zone=a=b"), Ok(("zone".into(), "a=b".into())));
+        assert!(parse_label("node").is_err());
+        assert!(parse_label("1node=x").is_err());
+        assert!(parse_label("__name__=x").is_err());
+    }
+}
