@@ -154,10 +154,10 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
     });
     if !daemon {
         let outcome = refresher.cycle();
-        if let Some(p) = pusher.as_mut() {
-            if p.push().is_ok() {
-                info!(url = p.url(), "pushed the metrics");
-            }
+        if let Some(p) = pusher.as_mut()
+            && p.push().is_ok()
+        {
+            info!(url = p.url(), "pushed the metrics");
         }
         return match outcome {
             CycleOutcome::Delivered { bytes } => {
