@@ -53,7 +53,9 @@ fn init_logging(format: LogFormat, level: Option<&str>) {
         None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
     }
     .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.with_ansi(false).init(),
@@ -72,26 +74,31 @@ fn fail(code: u8, message: &str) -> u8 {
 fn watch_signals(stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Request>> {
     let (tx, rx) = mpsc::channel();
     let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        for signal in signals.forever() {
-            let request = match signal {
-                SIGHUP => Request::ReopenSources,
-                SIGUSR1 => Request::LogStatistics,
-                _ => {
-                    stop.store(true, Ordering::Relaxed);
-                    Request::Shutdown
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let request = match signal {
+                    SIGHUP => Request::ReopenSources,
+                    SIGUSR1 => Request::LogStatistics,
+                    _ => {
+                        stop.store(true, Ordering::Relaxed);
+                        Request::Shutdown
+                    }
+                };
+                if tx.send(request).is_err() {
+                    break;
                 }
-            };
-            if tx.send(request).is_err() {
-                break;
             }
-        }
-    })?;
+        })?;
     Ok(rx)
 }
 
 fn read_limits(args: &SourceArgs, stop: &Arc<AtomicBool>) -> ReadLimits {
-    ReadLimits { timeout: args.read_timeout, stop: Arc::clone(stop) }
+    ReadLimits {
+        timeout: args.read_timeout,
+        stop: Arc::clone(stop),
+    }
 }
 
 fn config(args: &RefreshArgs, limits: ReadLimits) -> Config {
@@ -145,7 +152,9 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
     let interval = config.interval;
     let status = Arc::new(LoopStatus::default());
     let mut refresher = match Refresher::new(config) {
-        Ok(r) => r.with_status(Arc::clone(&status)).with_exporter(Arc::clone(&exporter)),
+        Ok(r) => r
+            .with_status(Arc::clone(&status))
+            .with_exporter(Arc::clone(&exporter)),
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };
     let mut pusher = t.push_gateway.as_deref().map(|gateway| {
@@ -164,16 +173,30 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
                 info!(bytes, "delivered one tested batch");
                 EXIT_OK
             }
-            CycleOutcome::NoBatch => fail(EXIT_FAILED, "no tested batch could be read from any source"),
+            CycleOutcome::NoBatch => {
+                fail(EXIT_FAILED, "no tested batch could be read from any source")
+            }
             CycleOutcome::SinkFailed => fail(EXIT_FAILED, "a sink failed"),
-            CycleOutcome::Stopped => fail(EXIT_FAILED, "stopped by a signal before a batch was delivered"),
+            CycleOutcome::Stopped => fail(
+                EXIT_FAILED,
+                "stopped by a signal before a batch was delivered",
+            ),
         };
     }
     if let ListenAddress::On(addr) = t.listen_address {
-        let state = HttpState { exporter: Arc::clone(&exporter), status, liveness_limit };
+        let state = HttpState {
+            exporter: Arc::clone(&exporter),
+            status,
+            liveness_limit,
+        };
         match http::spawn(addr, state) {
             Ok(bound) => info!(address = %bound, "serving /metrics, /healthz and /readyz"),
-            Err(e) => return fail(EXIT_CONFIG, &format!("--listen-address {addr}: cannot listen: {e}")),
+            Err(e) => {
+                return fail(
+                    EXIT_CONFIG,
+                    &format!("--listen-address {addr}: cannot listen: {e}"),
+                );
+            }
         }
     }
     let _push_loop = match pusher.map(|p| {
@@ -209,12 +232,19 @@ fn check(args: &CheckArgs) -> u8 {
     if let Err(e) = crate::check::print(&report, args.format, std::io::stdout().lock()) {
         return fail(EXIT_FAILED, &format!("writing the report: {e}"));
     }
-    if report.passed(args.blocks) { EXIT_OK } else { EXIT_FAILED }
+    if report.passed(args.blocks) {
+        EXIT_OK
+    } else {
+        EXIT_FAILED
+    }
 }
 
 /// `probe`: GET a URL and succeed on 200, for a container HEALTHCHECK.
 fn probe(url: &str, timeout: std::time::Duration) -> u8 {
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(timeout)).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .build()
+        .into();
     match agent.get(url).call() {
         Ok(_) => EXIT_OK,
         Err(e) => fail(EXIT_FAILED, &format!("probe {url}: {e}")),

@@ -28,7 +28,9 @@ pub struct Report {
 impl Report {
     /// Every requested block was read and passed.
     pub fn passed(&self, requested: u64) -> bool {
-        self.counts.failures == 0 && (requested == 0 || self.counts.blocks == requested) && self.counts.blocks > 0
+        self.counts.failures == 0
+            && (requested == 0 || self.counts.blocks == requested)
+            && self.counts.blocks > 0
     }
 }
 
@@ -40,8 +42,14 @@ pub enum CheckError {
 
 pub fn check(args: &CheckArgs, limits: &ReadLimits) -> Result<Report, CheckError> {
     let spec = &args.source.sources[0];
-    let mut source = Source::open(spec, limits).map_err(|source| CheckError::Open { spec: spec.to_string(), source })?;
-    let cutoffs = Cutoffs::new(args.source.min_entropy, -f64::from(args.source.alpha_exponent));
+    let mut source = Source::open(spec, limits).map_err(|source| CheckError::Open {
+        spec: spec.to_string(),
+        source,
+    })?;
+    let cutoffs = Cutoffs::new(
+        args.source.min_entropy,
+        -f64::from(args.source.alpha_exponent),
+    );
     let started = Instant::now();
     let mut bytes_read = 0u64;
     let mut ended = None;
@@ -63,7 +71,11 @@ pub fn check(args: &CheckArgs, limits: &ReadLimits) -> Result<Report, CheckError
             ended = Some("stopped by a signal".into());
             break;
         }
-        let left = if args.blocks == 0 { CHUNK_BLOCKS as u64 } else { args.blocks - counts.blocks };
+        let left = if args.blocks == 0 {
+            CHUNK_BLOCKS as u64
+        } else {
+            args.blocks - counts.blocks
+        };
         let want = left.min(CHUNK_BLOCKS as u64) as usize * BLOCK_BYTES;
         let mut got = 0;
         let result = source.fill(&mut chunk[..want], &mut got);
@@ -106,10 +118,26 @@ pub fn print(report: &Report, format: ReportFormat, mut out: impl Write) -> std:
             writeln!(out, "FIPS 140-2(2001-10-10) Poker: {}", c.poker)?;
             writeln!(out, "FIPS 140-2(2001-10-10) Runs: {}", c.runs)?;
             writeln!(out, "FIPS 140-2(2001-10-10) Long run: {}", c.long_run)?;
-            writeln!(out, "FIPS 140-2(2001-10-10) Continuous run: {}", c.continuous_run)?;
-            writeln!(out, "SP 800-90B Repetition Count (cutoff {}): {}", report.rct_cutoff, c.rct)?;
-            writeln!(out, "SP 800-90B Adaptive Proportion (cutoff {}): {}", report.apt_cutoff, c.apt)?;
-            writeln!(out, "blocks tested: {} in {:.3} s", c.blocks, report.seconds)
+            writeln!(
+                out,
+                "FIPS 140-2(2001-10-10) Continuous run: {}",
+                c.continuous_run
+            )?;
+            writeln!(
+                out,
+                "SP 800-90B Repetition Count (cutoff {}): {}",
+                report.rct_cutoff, c.rct
+            )?;
+            writeln!(
+                out,
+                "SP 800-90B Adaptive Proportion (cutoff {}): {}",
+                report.apt_cutoff, c.apt
+            )?;
+            writeln!(
+                out,
+                "blocks tested: {} in {:.3} s",
+                c.blocks, report.seconds
+            )
         }
     }
 }

@@ -44,7 +44,11 @@ pub enum Command {
 #[derive(Clone, Debug, Args)]
 pub struct ProbeArgs {
     /// The URL to GET.
-    #[arg(long, default_value = "http://127.0.0.1:9742/healthz", env = "RANDOM_REFRESHER_PROBE_URL")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:9742/healthz",
+        env = "RANDOM_REFRESHER_PROBE_URL"
+    )]
     pub url: String,
     /// How long to wait for the answer.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive_duration,
@@ -88,9 +92,9 @@ fn listen_address(s: &str) -> Result<ListenAddress, String> {
     if s == "none" {
         return Ok(ListenAddress::Off);
     }
-    s.parse()
-        .map(ListenAddress::On)
-        .map_err(|_| format!("`{s}` is not an address: expected IP:PORT (0.0.0.0:9742, [::]:9742) or none"))
+    s.parse().map(ListenAddress::On).map_err(|_| {
+        format!("`{s}` is not an address: expected IP:PORT (0.0.0.0:9742, [::]:9742) or none")
+    })
 }
 
 fn gateway_url(s: &str) -> Result<String, String> {
@@ -105,7 +109,9 @@ fn gateway_url(s: &str) -> Result<String, String> {
 
 fn push_instance(s: &str) -> Result<String, String> {
     if s.is_empty() || s.contains('/') {
-        return Err(format!("`{s}` cannot be an instance label: it must be non-empty and without `/`"));
+        return Err(format!(
+            "`{s}` cannot be an instance label: it must be non-empty and without `/`"
+        ));
     }
     Ok(s.to_string())
 }
@@ -136,7 +142,12 @@ pub struct KernelArgs {
 #[derive(Clone, Debug, Args)]
 pub struct SourcesArgs {
     /// The hardware RNG device to look at (in a pod, /host/dev/hwrng).
-    #[arg(long, value_name = "PATH", default_value = "/dev/hwrng", env = "RANDOM_REFRESHER_HWRNG")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/dev/hwrng",
+        env = "RANDOM_REFRESHER_HWRNG"
+    )]
     pub hwrng: PathBuf,
 
     #[command(flatten)]
@@ -148,8 +159,13 @@ pub struct SourcesArgs {
 pub struct SourceArgs {
     /// Entropy source, repeatable, in failover order: a path (character
     /// device, FIFO or file), `rdseed` or `rdrand`.
-    #[arg(long = "source", value_name = "SPEC", default_value = "/dev/hwrng",
-          env = "RANDOM_REFRESHER_SOURCE", value_delimiter = ',')]
+    #[arg(
+        long = "source",
+        value_name = "SPEC",
+        default_value = "/dev/hwrng",
+        env = "RANDOM_REFRESHER_SOURCE",
+        value_delimiter = ','
+    )]
     pub sources: Vec<SourceSpec>,
 
     /// Longest wait for the next byte from a source before the read fails.
@@ -179,12 +195,22 @@ pub struct RefreshArgs {
 
     /// Where tested bytes go, repeatable: `kernel` (credit and reseed; needs
     /// CAP_SYS_ADMIN), `mix` (mixed in, no credit), `file:PATH`, `stdout`.
-    #[arg(long = "sink", value_name = "SPEC", default_value = "kernel",
-          env = "RANDOM_REFRESHER_SINK", value_delimiter = ',')]
+    #[arg(
+        long = "sink",
+        value_name = "SPEC",
+        default_value = "kernel",
+        env = "RANDOM_REFRESHER_SINK",
+        value_delimiter = ','
+    )]
     pub sinks: Vec<SinkSpec>,
 
     /// The kernel's random device, written by the `kernel` and `mix` sinks.
-    #[arg(long, value_name = "PATH", default_value = "/dev/random", env = "RANDOM_REFRESHER_RANDOM_DEVICE")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/dev/random",
+        env = "RANDOM_REFRESHER_RANDOM_DEVICE"
+    )]
     pub random_device: PathBuf,
 
     /// Tested bytes delivered per cycle: a positive multiple of 2500.
@@ -229,7 +255,13 @@ pub struct CheckArgs {
     pub source: SourceArgs,
 
     /// Blocks of 2500 bytes to test; 0 tests until the source ends or a signal.
-    #[arg(long, short = 'c', value_name = "N", default_value_t = 0, env = "RANDOM_REFRESHER_BLOCKS")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "N",
+        default_value_t = 0,
+        env = "RANDOM_REFRESHER_BLOCKS"
+    )]
     pub blocks: u64,
 
     /// Report format.
@@ -247,7 +279,9 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 }
 
 fn batch_size(s: &str) -> Result<usize, String> {
-    let n: usize = s.parse().map_err(|_| format!("`{s}` is not a number of bytes"))?;
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
     if n == 0 || !n.is_multiple_of(BLOCK_BYTES) || n > 1 << 30 {
         return Err(format!(
             "{n} is not a positive multiple of {BLOCK_BYTES} (one FIPS 140-2 block) up to 1 GiB"
@@ -257,10 +291,15 @@ fn batch_size(s: &str) -> Result<usize, String> {
 }
 
 fn bits_in(s: &str, lo_inclusive: bool) -> Result<f64, String> {
-    let v: f64 = s.parse().map_err(|_| format!("`{s}` is not a number of bits"))?;
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bits"))?;
     let low_ok = if lo_inclusive { v >= 0.0 } else { v > 0.0 };
     if !(low_ok && v <= 8.0) {
-        return Err(format!("{v} is outside {}0 to 8 bits per byte", if lo_inclusive { "" } else { "above " }));
+        return Err(format!(
+            "{v} is outside {}0 to 8 bits per byte",
+            if lo_inclusive { "" } else { "above " }
+        ));
     }
     Ok(v)
 }

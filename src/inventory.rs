@@ -19,21 +19,53 @@ pub fn print(kernel: &KernelPaths, hwrng: &Path, mut out: impl Write) -> std::io
         Err(e) => format!("not usable: {e}"),
     };
     writeln!(out, "{}: {status}", hwrng.display())?;
-    writeln!(out, "  rng_current: {}", r.rng_current.as_deref().unwrap_or("none"))?;
-    writeln!(out, "  rng_available: {}", if r.rng_available.is_empty() { "none".into() } else { r.rng_available.join(" ") })?;
+    writeln!(
+        out,
+        "  rng_current: {}",
+        r.rng_current.as_deref().unwrap_or("none")
+    )?;
+    writeln!(
+        out,
+        "  rng_available: {}",
+        if r.rng_available.is_empty() {
+            "none".into()
+        } else {
+            r.rng_available.join(" ")
+        }
+    )?;
     match r.rng_quality {
-        Some(q) => writeln!(out, "  rng_quality: {q} (the kernel credits {q}/1024 bits per bit it reads itself)")?,
-        None => writeln!(out, "  rng_quality: unknown (no {})", kernel.rng_quality_path().display())?,
+        Some(q) => writeln!(
+            out,
+            "  rng_quality: {q} (the kernel credits {q}/1024 bits per bit it reads itself)"
+        )?,
+        None => writeln!(
+            out,
+            "  rng_quality: unknown (no {})",
+            kernel.rng_quality_path().display()
+        )?,
     }
     for i in [CpuInstruction::RdSeed, CpuInstruction::RdRand] {
-        let s = if i.supported() { "usable" } else { "not usable: this CPU does not have the instruction" };
+        let s = if i.supported() {
+            "usable"
+        } else {
+            "not usable: this CPU does not have the instruction"
+        };
         writeln!(out, "{}: {s}", i.name())?;
     }
     writeln!(
         out,
         "kernel pool: entropy_avail {} bits, poolsize {} bits",
-        r.entropy_avail_bits.map_or("unknown".into(), |v| v.to_string()),
+        r.entropy_avail_bits
+            .map_or("unknown".into(), |v| v.to_string()),
         r.poolsize_bits.map_or("unknown".into(), |v| v.to_string())
     )?;
-    writeln!(out, "sink kernel: {}", if crate::sink::has_sys_admin() { "usable (CAP_SYS_ADMIN held)" } else { "not usable: needs CAP_SYS_ADMIN (use --sink mix)" })
+    writeln!(
+        out,
+        "sink kernel: {}",
+        if crate::sink::has_sys_admin() {
+            "usable (CAP_SYS_ADMIN held)"
+        } else {
+            "not usable: needs CAP_SYS_ADMIN (use --sink mix)"
+        }
+    )
 }

@@ -25,7 +25,10 @@ pub struct KernelPaths {
 
 impl KernelPaths {
     pub fn new(proc_root: &Path, sys_root: &Path) -> Self {
-        Self { proc_root: proc_root.into(), sys_root: sys_root.into() }
+        Self {
+            proc_root: proc_root.into(),
+            sys_root: sys_root.into(),
+        }
     }
 
     pub fn hw_random_dir(&self) -> PathBuf {
@@ -45,7 +48,12 @@ impl KernelPaths {
             poolsize_bits: read_number(&random.join("poolsize")),
             rng_current,
             rng_available: read_trimmed(&hw.join("rng_available"))
-                .map(|s| s.split_whitespace().filter(|n| *n != "none").map(String::from).collect())
+                .map(|s| {
+                    s.split_whitespace()
+                        .filter(|n| *n != "none")
+                        .map(String::from)
+                        .collect()
+                })
                 .unwrap_or_default(),
             rng_quality: read_number(&hw.join("rng_quality")),
         }
@@ -53,7 +61,9 @@ impl KernelPaths {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn read_number<T: std::str::FromStr>(path: &Path) -> Option<T> {

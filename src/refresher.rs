@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, histogram};
 use tracing::{error, info, warn};
 
-use crate::health::{BLOCK_BYTES, Block, ContinuousRun, Cutoffs, FailurePolicy, HealthGate, SourceHealth};
+use crate::health::{
+    BLOCK_BYTES, Block, ContinuousRun, Cutoffs, FailurePolicy, HealthGate, SourceHealth,
+};
 use crate::kernel::KernelPaths;
 use crate::sink::{Sink, SinkError, SinkSpec};
 use crate::source::{CpuInstruction, ReadLimits, Source, SourceError, SourceSpec};
@@ -55,14 +57,18 @@ pub enum Request {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("--source: none of the sources can be opened ({0}); for a container, pass the device: docker run --device /dev/hwrng")]
+    #[error(
+        "--source: none of the sources can be opened ({0}); for a container, pass the device: docker run --device /dev/hwrng"
+    )]
     NoSource(String),
     #[error("--sink {spec}: {source}")]
     Sink { spec: SinkSpec, source: SinkError },
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("{failed} refresh cycles failed in a row (--max-failed-cycles {limit}); exiting so that the failure shows")]
+#[error(
+    "{failed} refresh cycles failed in a row (--max-failed-cycles {limit}); exiting so that the failure shows"
+)]
 pub struct TooManyFailures {
     pub failed: u32,
     pub limit: u32,
@@ -151,7 +157,8 @@ impl Refresher {
                     errors.push(e.to_string());
                 }
             }
-            gauge!(names::SOURCE_UP, "source" => slot.label.clone()).set(f64::from(u8::from(slot.source.is_some())));
+            gauge!(names::SOURCE_UP, "source" => slot.label.clone())
+                .set(f64::from(u8::from(slot.source.is_some())));
         }
         if slots.iter().all(|s| s.source.is_none()) {
             return Err(StartError::NoSource(errors.join("; ")));
@@ -163,8 +170,15 @@ impl Refresher {
             .iter()
             .map(|spec| {
                 Sink::open(spec, &config.random_device)
-                    .map(|sink| SinkSlot { spec: spec.clone(), sink, failing: false })
-                    .map_err(|source| StartError::Sink { spec: spec.clone(), source })
+                    .map(|sink| SinkSlot {
+                        spec: spec.clone(),
+                        sink,
+                        failing: false,
+                    })
+                    .map_err(|source| StartError::Sink {
+                        spec: spec.clone(),
+                        source,
+                    })
             })
             .collect::<Result<Vec<_>, _>>()?;
         register_series(&slots, &config.sinks);
@@ -217,7 +231,12 @@ impl Refresher {
             }
         }
         if let Some(status) = &self.status {
-            status.cycle_finished(ok, self.slots.iter().any(|s| s.source.is_some() && !s.health.is_failed()));
+            status.cycle_finished(
+                ok,
+                self.slots
+                    .iter()
+                    .any(|s| s.source.is_some() && !s.health.is_failed()),
+            );
         }
         if let Some(exporter) = &self.exporter {
             exporter.upkeep();
@@ -263,8 +282,10 @@ impl Refresher {
                 retrying,
                 self.status.as_deref(),
             );
-            counter!(names::SOURCE_BYTES_READ, "source" => slot.label.clone()).increment(read_bytes);
-            histogram!(names::SOURCE_READ_DURATION, "source" => slot.label.clone()).record(started.elapsed().as_secs_f64());
+            counter!(names::SOURCE_BYTES_READ, "source" => slot.label.clone())
+                .increment(read_bytes);
+            histogram!(names::SOURCE_READ_DURATION, "source" => slot.label.clone())
+                .record(started.elapsed().as_secs_f64());
             let got = match result {
                 ReadResult::Got(n) => n,
                 ReadResult::Stopped => return Err(Stopped),
@@ -290,7 +311,8 @@ impl Refresher {
                     if d.credited_bits > 0 {
                         // Counted in bytes; the remainder bits are carried to the next batch.
                         self.credited_bits_remainder += d.credited_bits;
-                        counter!(names::ENTROPY_CREDITED_BYTES).increment(self.credited_bits_remainder / 8);
+                        counter!(names::ENTROPY_CREDITED_BYTES)
+                            .increment(self.credited_bits_remainder / 8);
                         self.credited_bits_remainder %= 8;
                     }
                     if d.reseeded {
@@ -313,7 +335,9 @@ impl Refresher {
         }
         if all_ok {
             self.totals.bytes_delivered += self.batch.len() as u64;
-            CycleOutcome::Delivered { bytes: self.batch.len() }
+            CycleOutcome::Delivered {
+                bytes: self.batch.len(),
+            }
         } else {
             CycleOutcome::SinkFailed
         }
@@ -342,14 +366,22 @@ impl Refresher {
             blocks_passed = t.blocks_passed,
             blocks_failed = t.blocks_failed,
             bytes_delivered = t.bytes_delivered,
-            sources_up = self.slots.iter().filter(|s| s.source.is_some() && !s.health.is_failed()).count(),
+            sources_up = self
+                .slots
+                .iter()
+                .filter(|s| s.source.is_some() && !s.health.is_failed())
+                .count(),
             "statistics"
         );
     }
 
     /// The daemon loop. Returns when shutdown is asked for, or fails after
     /// too many failed cycles in a row.
-    pub fn run(&mut self, requests: &Receiver<Request>, stop: &AtomicBool) -> Result<(), TooManyFailures> {
+    pub fn run(
+        &mut self,
+        requests: &Receiver<Request>,
+        stop: &AtomicBool,
+    ) -> Result<(), TooManyFailures> {
         info!(interval = ?self.config.interval, batch_size = self.config.batch_size, "refreshing");
         loop {
             let started = Instant::now();
@@ -406,7 +438,9 @@ fn read_tested(
     status: Option<&LoopStatus>,
 ) -> ReadResult {
     let mut written = 0;
-    let Some(source) = slot.source.as_mut() else { return ReadResult::Got(0) };
+    let Some(source) = slot.source.as_mut() else {
+        return ReadResult::Got(0);
+    };
     while written < out.len() {
         let mut got = 0;
         let result = source.fill(&mut block[..], &mut got);
@@ -419,7 +453,12 @@ fn read_tested(
                 return ReadResult::Stopped;
             }
             note_read_error(slot, &e);
-            if matches!(e, SourceError::NotFound { .. } | SourceError::DeviceGone { .. } | SourceError::Io { .. }) {
+            if matches!(
+                e,
+                SourceError::NotFound { .. }
+                    | SourceError::DeviceGone { .. }
+                    | SourceError::Io { .. }
+            ) {
                 slot.source = None; // reopen on the next attempt
             }
             slot.health.mark_failed(Instant::now());
@@ -430,7 +469,8 @@ fn read_tested(
         }
         let verdict = slot.gate.test_block(block);
         let result = if verdict.passed() { "pass" } else { "fail" };
-        counter!(names::HEALTH_BLOCKS, "source" => slot.label.clone(), "result" => result).increment(1);
+        counter!(names::HEALTH_BLOCKS, "source" => slot.label.clone(), "result" => result)
+            .increment(1);
         if verdict.passed() {
             totals.blocks_passed += 1;
             out[written..written + BLOCK_BYTES].copy_from_slice(&block[..]);
@@ -440,7 +480,8 @@ fn read_tested(
         }
         totals.blocks_failed += 1;
         for test in verdict.failed_tests() {
-            counter!(names::HEALTH_TEST_FAILURES, "source" => slot.label.clone(), "test" => test).increment(1);
+            counter!(names::HEALTH_TEST_FAILURES, "source" => slot.label.clone(), "test" => test)
+                .increment(1);
         }
         tracing::debug!(source = %slot.label, tests = ?verdict.failed_tests().collect::<Vec<_>>(), "block failed, dropped");
         let now = Instant::now();
@@ -460,7 +501,8 @@ fn read_tested(
 
 fn note_read_error(slot: &mut SourceSlot, e: &SourceError) {
     let kind = e.kind();
-    counter!(names::SOURCE_READ_ERRORS, "source" => slot.label.clone(), "kind" => kind).increment(1);
+    counter!(names::SOURCE_READ_ERRORS, "source" => slot.label.clone(), "kind" => kind)
+        .increment(1);
     if slot.last_error != Some(kind) {
         warn!(source = %slot.label, error = %e, "source read failed");
         slot.last_error = Some(kind);
@@ -479,10 +521,12 @@ fn register_series(slots: &[SourceSlot], sinks: &[SinkSpec]) {
         let source = slot.label.clone();
         counter!(names::SOURCE_BYTES_READ, "source" => source.clone()).absolute(0);
         for result in ["pass", "fail"] {
-            counter!(names::HEALTH_BLOCKS, "source" => source.clone(), "result" => result).absolute(0);
+            counter!(names::HEALTH_BLOCKS, "source" => source.clone(), "result" => result)
+                .absolute(0);
         }
         for test in crate::health::TEST_NAMES {
-            counter!(names::HEALTH_TEST_FAILURES, "source" => source.clone(), "test" => test).absolute(0);
+            counter!(names::HEALTH_TEST_FAILURES, "source" => source.clone(), "test" => test)
+                .absolute(0);
         }
     }
     for sink in sinks {

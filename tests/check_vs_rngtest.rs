@@ -53,7 +53,9 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
 
 #[test]
 fn check_equals_fixed_rngtest_on_random_and_skewed_data() {
-    let Some(fixed) = tool("RR_RNGTEST_FIXED", "rngtest-fixed") else { return };
+    let Some(fixed) = tool("RR_RNGTEST_FIXED", "rngtest-fixed") else {
+        return;
+    };
     let dir = temp_dir();
     let mut failing_blocks = 0;
     for (name, data) in inputs() {
@@ -66,7 +68,10 @@ fn check_equals_fixed_rngtest_on_random_and_skewed_data() {
         failing_blocks += ours.failures;
     }
     // The skewed inputs must exercise every test, or the comparison proves little.
-    assert!(failing_blocks > 500, "skewed inputs failed only {failing_blocks} blocks");
+    assert!(
+        failing_blocks > 500,
+        "skewed inputs failed only {failing_blocks} blocks"
+    );
 }
 
 #[test]
@@ -94,32 +99,50 @@ fn skewed_inputs_exercise_every_fips_test() {
 
 #[test]
 fn check_equals_debian_rngtest5_on_random_data() {
-    let Some(legacy) = tool("RR_RNGTEST5", "rngtest") else { return };
+    let Some(legacy) = tool("RR_RNGTEST5", "rngtest") else {
+        return;
+    };
     let dir = temp_dir();
     let mut s = SplitMix(42);
     for seed in 0..3 {
         let data = s.bytes(4 + BLOCKS * BLOCK);
         let file = write(dir.path(), &format!("random-{seed}"), &data);
-        assert_eq!(check_counts(&file, BLOCKS).0, rngtest(&legacy, &file, BLOCKS));
+        assert_eq!(
+            check_counts(&file, BLOCKS).0,
+            rngtest(&legacy, &file, BLOCKS)
+        );
     }
 }
 
 #[test]
 fn debian_rngtest5_disagrees_only_through_its_known_runs_bug() {
-    let Some(legacy) = tool("RR_RNGTEST5", "rngtest") else { return };
+    let Some(legacy) = tool("RR_RNGTEST5", "rngtest") else {
+        return;
+    };
     let dir = temp_dir();
     let mut disagreements = 0;
     for (name, data) in inputs() {
         let file = write(dir.path(), name, &data);
         let theirs = rngtest(&legacy, &file, BLOCKS);
-        assert_eq!(theirs, legacy_rngtest5(&data, BLOCKS), "{name}: rngtest5 vs model of its bug");
+        assert_eq!(
+            theirs,
+            legacy_rngtest5(&data, BLOCKS),
+            "{name}: rngtest5 vs model of its bug"
+        );
         let ours = check_counts(&file, BLOCKS).0;
         if ours != theirs {
             disagreements += 1;
-            eprintln!("{name}: check {ours:?}\n{:>w$}rngtest5 {theirs:?}", "", w = name.len() + 2);
+            eprintln!(
+                "{name}: check {ours:?}\n{:>w$}rngtest5 {theirs:?}",
+                "",
+                w = name.len() + 2
+            );
         }
     }
-    assert!(disagreements > 0, "the skewed inputs should show the rngtest5 bug at least once");
+    assert!(
+        disagreements > 0,
+        "the skewed inputs should show the rngtest5 bug at least once"
+    );
 }
 
 /// rng-tools 5's FIPS bookkeeping, bug for bug. Before the fix, a run that
@@ -167,14 +190,27 @@ fn legacy_rngtest5(data: &[u8], blocks: usize) -> RngtestCounts {
         failed[0] = ones >= 10275 || ones <= 9725;
         let poker: i64 = cells[..16].iter().map(|n| n * n).sum();
         failed[1] = !(1_563_176..=1_576_928).contains(&poker);
-        const BOUNDS: [(i64, i64); 6] = [(2315, 2685), (1114, 1386), (527, 723), (240, 384), (103, 209), (103, 209)];
+        const BOUNDS: [(i64, i64); 6] = [
+            (2315, 2685),
+            (1114, 1386),
+            (527, 723),
+            (240, 384),
+            (103, 209),
+            (103, 209),
+        ];
         failed[2] = (0..12).any(|i| {
             let (lo, hi) = BOUNDS[i % 6];
             !(lo..=hi).contains(&cells[16 + i])
         });
-        for (count, f) in [&mut c.monobit, &mut c.poker, &mut c.runs, &mut c.long_run, &mut c.continuous_run]
-            .into_iter()
-            .zip(failed)
+        for (count, f) in [
+            &mut c.monobit,
+            &mut c.poker,
+            &mut c.runs,
+            &mut c.long_run,
+            &mut c.continuous_run,
+        ]
+        .into_iter()
+        .zip(failed)
         {
             *count += u64::from(f);
         }

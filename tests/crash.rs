@@ -20,8 +20,19 @@ fn seed_file_is_never_torn_by_sigkill() {
     let mut seen_seeds = HashSet::new();
     for round in 0..1000 {
         let mut child = bin()
-            .args(["run", "--listen-address", "none", "--source", src.to_str().unwrap(), "--sink", &format!("file:{}", seed.display()),
-                   "--interval", "1ms", "--log-level", "error"])
+            .args([
+                "run",
+                "--listen-address",
+                "none",
+                "--source",
+                src.to_str().unwrap(),
+                "--sink",
+                &format!("file:{}", seed.display()),
+                "--interval",
+                "1ms",
+                "--log-level",
+                "error",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -30,16 +41,31 @@ fn seed_file_is_never_torn_by_sigkill() {
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         if let Ok(content) = std::fs::read(&seed) {
-            assert!(valid.contains(content.as_slice()), "round {round}: torn seed of {} bytes", content.len());
+            assert!(
+                valid.contains(content.as_slice()),
+                "round {round}: torn seed of {} bytes",
+                content.len()
+            );
             seen_seeds.insert(content);
         }
         // Temporary files of killed runs are cleared by the next start, so
         // at most the one from this kill can be there.
-        let temps = std::fs::read_dir(dir.path()).unwrap()
-            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with(".seed.tmp."))
+        let temps = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".seed.tmp.")
+            })
             .count();
         assert!(temps <= 1, "round {round}: {temps} temporary files");
     }
     // The kills landed at different points of the refresh loop.
-    assert!(seen_seeds.len() > 5, "only {} distinct seeds seen", seen_seeds.len());
+    assert!(
+        seen_seeds.len() > 5,
+        "only {} distinct seeds seen",
+        seen_seeds.len()
+    );
 }

@@ -30,8 +30,13 @@ fn once_delivers_exactly_the_passing_blocks_in_order_to_a_seed_file() {
     let src = write(dir.path(), "source", &stream);
     let seed = dir.path().join("seed");
     let out = run(&[
-        "once", "--source", src.to_str().unwrap(), "--sink", &format!("file:{}", seed.display()),
-        "--batch-size", "7500",
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        &format!("file:{}", seed.display()),
+        "--batch-size",
+        "7500",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(&seed).unwrap(), expected);
@@ -46,7 +51,15 @@ fn stdout_sink_writes_the_passing_blocks_and_nothing_else() {
     let dir = temp_dir();
     let (stream, expected) = mixed_stream();
     let src = write(dir.path(), "source", &stream);
-    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", "stdout", "--batch-size", "7500"]);
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--batch-size",
+        "7500",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, expected);
 }
@@ -55,10 +68,24 @@ fn stdout_sink_writes_the_passing_blocks_and_nothing_else() {
 fn a_fifo_source_is_read_through_the_gate() {
     let dir = temp_dir();
     let fifo = dir.path().join("fifo");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let (stream, expected) = mixed_stream();
     let child = bin()
-        .args(["once", "--source", fifo.to_str().unwrap(), "--sink", "stdout", "--batch-size", "7500"])
+        .args([
+            "once",
+            "--source",
+            fifo.to_str().unwrap(),
+            "--sink",
+            "stdout",
+            "--batch-size",
+            "7500",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -81,7 +108,13 @@ fn a_source_that_ends_fails_the_cycle_and_delivers_nothing() {
     let dir = temp_dir();
     let src = write(dir.path(), "short", &good_block(9)[..2000]);
     let seed = dir.path().join("seed");
-    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", &format!("file:{}", seed.display())]);
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        &format!("file:{}", seed.display()),
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("end of data"), "{err}");
@@ -93,10 +126,20 @@ fn a_source_that_ends_fails_the_cycle_and_delivers_nothing() {
 fn every_block_failing_means_exit_1_and_no_bytes() {
     let dir = temp_dir();
     let src = write(dir.path(), "zeros", &vec![0u8; 30 * BLOCK]);
-    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", "stdout"]);
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
-    assert!(stderr(&out).contains("failed the health tests too often"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("failed the health tests too often"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -106,7 +149,13 @@ fn fails_over_to_the_next_source_when_the_first_goes_bad() {
     let good = good_block(5);
     let good_path = write(dir.path(), "good", &good);
     let out = run(&[
-        "once", "--source", bad.to_str().unwrap(), "--source", good_path.to_str().unwrap(), "--sink", "stdout",
+        "once",
+        "--source",
+        bad.to_str().unwrap(),
+        "--source",
+        good_path.to_str().unwrap(),
+        "--sink",
+        "stdout",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(out.stdout, good);
@@ -135,7 +184,10 @@ fn invalid_values_name_the_option_and_exit_2() {
         (&["run", "--interval", "0s"], "--interval"),
         (&["once", "--sink", "pool"], "--sink"),
         (&["once", "--entropy-per-byte", "9"], "--entropy-per-byte"),
-        (&["once", "--source", "/nonexistent/hwrng", "--sink", "stdout"], "--source"),
+        (
+            &["once", "--source", "/nonexistent/hwrng", "--sink", "stdout"],
+            "--source",
+        ),
     ];
     for (args, option) in cases {
         let out = run(args);
@@ -152,7 +204,10 @@ fn run_exits_non_zero_with_one_line_when_no_source_opens() {
     let err = stderr(&out);
     let errors: Vec<_> = err.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{err}");
-    assert!(errors[0].contains("/nonexistent/hwrng") && errors[0].contains("--device"), "{err}");
+    assert!(
+        errors[0].contains("/nonexistent/hwrng") && errors[0].contains("--device"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -160,8 +215,19 @@ fn run_gives_up_after_max_failed_cycles() {
     let dir = temp_dir();
     let src = write(dir.path(), "one-block", &good_block(8));
     let mut child = bin()
-        .args(["run", "--listen-address", "none", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "10ms",
-               "--max-failed-cycles", "3"])
+        .args([
+            "run",
+            "--listen-address",
+            "none",
+            "--source",
+            src.to_str().unwrap(),
+            "--sink",
+            "stdout",
+            "--interval",
+            "10ms",
+            "--max-failed-cycles",
+            "3",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -176,9 +242,21 @@ fn run_gives_up_after_max_failed_cycles() {
 }
 
 /// A FIFO with a writer that never writes: the daemon blocks in a read.
-fn silent_fifo(dir: &std::path::Path) -> (std::path::PathBuf, std::thread::JoinHandle<()>, std::sync::mpsc::Sender<()>) {
+fn silent_fifo(
+    dir: &std::path::Path,
+) -> (
+    std::path::PathBuf,
+    std::thread::JoinHandle<()>,
+    std::sync::mpsc::Sender<()>,
+) {
     let fifo = dir.join("silent");
-    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let path = fifo.clone();
     let writer = std::thread::spawn(move || {
@@ -192,9 +270,23 @@ fn silent_fifo(dir: &std::path::Path) -> (std::path::PathBuf, std::thread::JoinH
 fn sigterm_ends_the_daemon_with_0_while_it_sleeps_and_while_it_reads() {
     let dir = temp_dir();
     // Asleep between cycles.
-    let src = write(dir.path(), "good", &[good_block(10), good_block(11)].concat());
+    let src = write(
+        dir.path(),
+        "good",
+        &[good_block(10), good_block(11)].concat(),
+    );
     let mut child = bin()
-        .args(["run", "--listen-address", "none", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h"])
+        .args([
+            "run",
+            "--listen-address",
+            "none",
+            "--source",
+            src.to_str().unwrap(),
+            "--sink",
+            "stdout",
+            "--interval",
+            "1h",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -209,19 +301,35 @@ fn sigterm_ends_the_daemon_with_0_while_it_sleeps_and_while_it_reads() {
     }
     std::thread::sleep(Duration::from_millis(200));
     signal(&child, libc_sig::TERM);
-    assert_eq!(wait_bounded(&mut child, BOUND).map(|s| s.code()), Some(Some(0)));
+    assert_eq!(
+        wait_bounded(&mut child, BOUND).map(|s| s.code()),
+        Some(Some(0))
+    );
 
     // Blocked on a source that gives nothing.
     let (fifo, writer, release) = silent_fifo(dir.path());
     let mut child = bin()
-        .args(["run", "--listen-address", "none", "--source", fifo.to_str().unwrap(), "--sink", "stdout", "--read-timeout", "1h"])
+        .args([
+            "run",
+            "--listen-address",
+            "none",
+            "--source",
+            fifo.to_str().unwrap(),
+            "--sink",
+            "stdout",
+            "--read-timeout",
+            "1h",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));
     signal(&child, libc_sig::INT);
-    assert_eq!(wait_bounded(&mut child, BOUND).map(|s| s.code()), Some(Some(0)));
+    assert_eq!(
+        wait_bounded(&mut child, BOUND).map(|s| s.code()),
+        Some(Some(0))
+    );
     release.send(()).unwrap();
     writer.join().unwrap();
 }
@@ -231,7 +339,15 @@ fn a_stalled_source_times_out_instead_of_hanging_once() {
     let dir = temp_dir();
     let (fifo, writer, release) = silent_fifo(dir.path());
     let mut child = bin()
-        .args(["once", "--source", fifo.to_str().unwrap(), "--sink", "stdout", "--read-timeout", "300ms"])
+        .args([
+            "once",
+            "--source",
+            fifo.to_str().unwrap(),
+            "--sink",
+            "stdout",
+            "--read-timeout",
+            "300ms",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -248,10 +364,25 @@ fn a_stalled_source_times_out_instead_of_hanging_once() {
 #[test]
 fn sighup_reopens_sources_and_sigusr1_logs_statistics() {
     let dir = temp_dir();
-    let src = write(dir.path(), "good", &[good_block(12), good_block(13), good_block(14)].concat());
+    let src = write(
+        dir.path(),
+        "good",
+        &[good_block(12), good_block(13), good_block(14)].concat(),
+    );
     let mut child = bin()
-        .args(["run", "--listen-address", "none", "--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h",
-               "--log-format", "json"])
+        .args([
+            "run",
+            "--listen-address",
+            "none",
+            "--source",
+            src.to_str().unwrap(),
+            "--sink",
+            "stdout",
+            "--interval",
+            "1h",
+            "--log-format",
+            "json",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -265,18 +396,24 @@ fn sighup_reopens_sources_and_sigusr1_logs_statistics() {
         }
     });
     let wait_for = |needle: &str| {
-        eventually(BOUND, || rx.try_recv().ok().filter(|l: &String| l.contains(needle)))
-            .unwrap_or_else(|| panic!("no log line with {needle}"))
+        eventually(BOUND, || {
+            rx.try_recv().ok().filter(|l: &String| l.contains(needle))
+        })
+        .unwrap_or_else(|| panic!("no log line with {needle}"))
     };
     wait_for("refreshing");
     signal(&child, libc_sig::HUP);
     wait_for("sources reopened");
     signal(&child, libc_sig::USR1);
-    let stats: serde_json::Value = serde_json::from_str(&wait_for("statistics")).expect("JSON log line");
+    let stats: serde_json::Value =
+        serde_json::from_str(&wait_for("statistics")).expect("JSON log line");
     assert_eq!(stats["cycles_ok"], 1);
     assert_eq!(stats["blocks_passed"], 1);
     signal(&child, libc_sig::TERM);
-    assert_eq!(wait_bounded(&mut child, BOUND).map(|s| s.code()), Some(Some(0)));
+    assert_eq!(
+        wait_bounded(&mut child, BOUND).map(|s| s.code()),
+        Some(Some(0))
+    );
 }
 
 #[test]
@@ -284,12 +421,23 @@ fn random_bytes_never_reach_the_log() {
     let dir = temp_dir();
     let good = good_block(15);
     let src = write(dir.path(), "good", &good);
-    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", "stdout", "--log-level", "trace"]);
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--log-level",
+        "trace",
+    ]);
     assert!(out.status.success());
     let err = stderr(&out);
     let hex: String = good[..6].iter().map(|b| format!("{b:02x}")).collect();
     let decimal = format!("{}, {}, {}", good[0], good[1], good[2]);
-    assert!(!err.to_lowercase().contains(&hex) && !err.contains(&decimal), "{err}");
+    assert!(
+        !err.to_lowercase().contains(&hex) && !err.contains(&decimal),
+        "{err}"
+    );
 }
 
 #[test]
@@ -301,16 +449,38 @@ fn check_reports_text_and_exit_codes() {
     let out = run(&["check", "--source", file.to_str().unwrap(), "--blocks", "1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("FIPS 140-2 successes: 1") && text.contains("FIPS 140-2 failures: 0"), "{text}");
+    assert!(
+        text.contains("FIPS 140-2 successes: 1") && text.contains("FIPS 140-2 failures: 0"),
+        "{text}"
+    );
     // Asking for more blocks than the file holds reports what was read, and fails.
-    let out = run(&["check", "--source", file.to_str().unwrap(), "--blocks", "2", "--format", "json"]);
+    let out = run(&[
+        "check",
+        "--source",
+        file.to_str().unwrap(),
+        "--blocks",
+        "2",
+        "--format",
+        "json",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["blocks"], 1);
     assert!(v["ended"].as_str().unwrap().contains("end of data"));
     // Zeros fail.
     let zeros = write(dir.path(), "zeros", &vec![0u8; 4 + BLOCK]);
-    assert_eq!(run(&["check", "--source", zeros.to_str().unwrap(), "--blocks", "1"]).status.code(), Some(1));
+    assert_eq!(
+        run(&[
+            "check",
+            "--source",
+            zeros.to_str().unwrap(),
+            "--blocks",
+            "1"
+        ])
+        .status
+        .code(),
+        Some(1)
+    );
 }
 
 #[test]
@@ -318,11 +488,22 @@ fn sources_lists_the_hwrng_and_cpu_instructions() {
     let out = run(&["sources"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for needle in ["/dev/hwrng:", "rng_current:", "rng_available:", "rng_quality:", "rdseed:", "rdrand:"] {
+    for needle in [
+        "/dev/hwrng:",
+        "rng_current:",
+        "rng_available:",
+        "rng_quality:",
+        "rdseed:",
+        "rdrand:",
+    ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     let out = run(&["sources", "--hwrng", "/nonexistent/hwrng"]);
-    assert!(String::from_utf8(out.stdout).unwrap().contains("/nonexistent/hwrng: not usable: no such device"));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("/nonexistent/hwrng: not usable: no such device")
+    );
 }
 
 mod libc_sig {

@@ -12,9 +12,19 @@ fn hwrng_batch_passes_rngtest() {
     if !require_root() {
         return;
     }
-    let Some(rngtest) = tool("RR_RNGTEST5", "rngtest") else { return };
+    let Some(rngtest) = tool("RR_RNGTEST5", "rngtest") else {
+        return;
+    };
     let mut once = bin()
-        .args(["once", "--source", "/dev/hwrng", "--sink", "stdout", "--batch-size", "27500"])
+        .args([
+            "once",
+            "--source",
+            "/dev/hwrng",
+            "--sink",
+            "stdout",
+            "--batch-size",
+            "27500",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -35,7 +45,15 @@ fn kernel_sink_credits_and_reseeds_as_root() {
     if !require_root() {
         return;
     }
-    let out = run(&["once", "--source", "/dev/hwrng", "--sink", "kernel", "--log-level", "debug"]);
+    let out = run(&[
+        "once",
+        "--source",
+        "/dev/hwrng",
+        "--sink",
+        "kernel",
+        "--log-level",
+        "debug",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("delivered one tested batch bytes=2500"));
 }
@@ -43,7 +61,13 @@ fn kernel_sink_credits_and_reseeds_as_root() {
 /// Runs the binary as root without CAP_SYS_ADMIN in any set.
 fn without_sys_admin(args: &[&str]) -> std::process::Output {
     Command::new("setpriv")
-        .args(["--bounding-set", "-sys_admin", "--inh-caps", "-sys_admin", "--"])
+        .args([
+            "--bounding-set",
+            "-sys_admin",
+            "--inh-caps",
+            "-sys_admin",
+            "--",
+        ])
         .arg(env!("CARGO_BIN_EXE_random-refresher"))
         .args(args)
         .env_remove("RUST_LOG")
@@ -64,7 +88,10 @@ fn kernel_sink_without_cap_sys_admin_fails_with_one_clear_line_and_mix_works() {
     let err = stderr(&out);
     let errors: Vec<_> = err.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{err}");
-    assert!(errors[0].contains("CAP_SYS_ADMIN") && errors[0].contains("--sink mix"), "{err}");
+    assert!(
+        errors[0].contains("CAP_SYS_ADMIN") && errors[0].contains("--sink mix"),
+        "{err}"
+    );
 
     let out = without_sys_admin(&["once", "--source", src, "--sink", "mix"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -73,8 +100,19 @@ fn kernel_sink_without_cap_sys_admin_fails_with_one_clear_line_and_mix_works() {
 #[test]
 fn rdrand_and_rdseed_sources_deliver_tested_bytes() {
     for (instr, flag) in [("rdrand", "rdrand"), ("rdseed", "rdseed")] {
-        let supported = std::fs::read_to_string("/proc/cpuinfo").unwrap().split_whitespace().any(|w| w == flag);
-        let out = run(&["once", "--source", instr, "--sink", "stdout", "--batch-size", "25000"]);
+        let supported = std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap()
+            .split_whitespace()
+            .any(|w| w == flag);
+        let out = run(&[
+            "once",
+            "--source",
+            instr,
+            "--sink",
+            "stdout",
+            "--batch-size",
+            "25000",
+        ]);
         if supported {
             assert!(out.status.success(), "{instr}: {}", stderr(&out));
             assert_eq!(out.stdout.len(), 25000);

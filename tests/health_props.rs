@@ -27,7 +27,11 @@ fn block_strategy() -> impl Strategy<Value = Block> {
                     0 => (next() >> 63) as u8,
                     1 => u8::from(next() < thr(0.4 + p * 0.2)),
                     2 | 3 => {
-                        let stay = if kind == 2 { 0.5 + p * 0.49 } else { 0.5 - p * 0.49 };
+                        let stay = if kind == 2 {
+                            0.5 + p * 0.49
+                        } else {
+                            0.5 - p * 0.49
+                        };
                         if next() >= thr(stay) {
                             bit ^= 1;
                         }
@@ -73,6 +77,20 @@ proptest! {
     }
 
     #[test]
+    fn rct_and_apt_do_not_depend_on_how_the_stream_is_split(
+        bytes in stream_with_runs(), cut in any::<prop::sample::Index>(), rct_cutoff in 2u32..8, apt_cutoff in 2u32..40,
+    ) {
+        let cut = cut.index(bytes.len() + 1);
+        let whole = (RepetitionCount::new(rct_cutoff).feed(&bytes), AdaptiveProportion::new(apt_cutoff).feed(&bytes));
+        let mut rct = RepetitionCount::new(rct_cutoff);
+        let mut apt = AdaptiveProportion::new(apt_cutoff);
+        let split = (rct.feed(&bytes[..cut]) | rct.feed(&bytes[cut..]), apt.feed(&bytes[..cut]) | apt.feed(&bytes[cut..]));
+        prop_assert_eq!(whole, split);
+        prop_assert_eq!(whole.0, longest_repeat(&bytes) >= rct_cutoff);
+        prop_assert_eq!(whole.1, apt_model(&bytes, apt_cutoff));
+    }
+
+    #[test]
     fn rct_fires_exactly_when_a_value_repeats_cutoff_times(bytes in prop::collection::vec(0u8..4, 1..400), cutoff in 2u32..8) {
         let mut longest = 0;
         let mut run = 0;
@@ -87,31 +105,69 @@ proptest! {
 
     #[test]
     fn apt_fires_exactly_when_a_window_start_recurs_cutoff_times(bytes in prop::collection::vec(0u8..8, 1..3000), cutoff in 20u32..120) {
-        // Windows of 512 from the start, until one fails (then a new window
-        // starts at the next byte).
-        let mut expected = false;
-        let mut i = 0;
-        while i < bytes.len() {
-            let first = bytes[i];
-            let mut count = 1;
-            let mut j = i + 1;
-            let end = (i + 512).min(bytes.len());
-            let mut failed_at = None;
-            while j < end {
-                if bytes[j] == first {
-                    count += 1;
-                    if count >= cutoff {
-                        failed_at = Some(j);
-                        break;
-                    }
-                }
-                j += 1;
-            }
-            match failed_at {
-                Some(j) => { expected = true; i = j + 1; }
-                None => i += 512,
-            }
-        }
-        prop_assert_eq!(AdaptiveProportion::new(cutoff).feed(&bytes), expected);
+        prop_assert_eq!(AdaptiveProportion::new(cutoff).feed(&bytes), apt_model(&bytes, cutoff));
     }
+}
+
+/// Full-range bytes with stretches of one repeated value dropped in.
+fn stream_with_runs() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::collection::vec(any::<u8>(), 0..3000),
+        prop::collection::vec((any::<prop::sample::Index>(), 1usize..9, any::<u8>()), 0..6),
+    )
+        .prop_map(|(mut bytes, runs)| {
+            for (at, len, v) in runs {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = at.index(bytes.len());
+                let end = (at + len).min(bytes.len());
+                bytes[at..end].fill(v);
+            }
+            bytes
+        })
+}
+
+fn longest_repeat(bytes: &[u8]) -> u32 {
+    let mut longest = 0;
+    let mut run = 0;
+    let mut last = None;
+    for &b in bytes {
+        run = if last == Some(b) { run + 1 } else { 1 };
+        last = Some(b);
+        longest = longest.max(run);
+    }
+    longest
+}
+
+/// SP 800-90B 4.4.2 as written: windows of 512 from the start; a window that
+/// reaches the cutoff fails and the next byte opens a new one.
+fn apt_model(bytes: &[u8], cutoff: u32) -> bool {
+    let mut expected = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        let first = bytes[i];
+        let mut count = 1;
+        let mut j = i + 1;
+        let end = (i + 512).min(bytes.len());
+        let mut failed_at = None;
+        while j < end {
+            if bytes[j] == first {
+                count += 1;
+                if count >= cutoff {
+                    failed_at = Some(j);
+                    break;
+                }
+            }
+            j += 1;
+        }
+        match failed_at {
+            Some(j) => {
+                expected = true;
+                i = j + 1;
+            }
+            None => i += 512,
+        }
+    }
+    expected
 }

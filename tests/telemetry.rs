@@ -37,7 +37,9 @@ fn query(prom: SocketAddr, q: &str) -> Option<f64> {
 
 #[test]
 fn a_real_prometheus_scrapes_the_daemon_and_sees_counters_rise() {
-    let Some(prometheus) = tool("RR_PROMETHEUS", "prometheus") else { return };
+    let Some(prometheus) = tool("RR_PROMETHEUS", "prometheus") else {
+        return;
+    };
     let dir = temp_dir();
     let src = good_file(dir.path(), 2000);
     let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "200ms"]);
@@ -54,7 +56,10 @@ fn a_real_prometheus_scrapes_the_daemon_and_sees_counters_rise() {
     let _prom = Service(
         Command::new(prometheus)
             .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -64,25 +69,49 @@ fn a_real_prometheus_scrapes_the_daemon_and_sees_counters_rise() {
     let prom: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let up = eventually(BOUND, || query(prom, "up").filter(|v| *v == 1.0));
     assert_eq!(up, Some(1.0), "Prometheus never saw the daemon up");
-    let first = eventually(BOUND, || query(prom, "random_refresher_cycles_total%7Bresult%3D%22ok%22%7D"))
-        .expect("cycles scraped");
+    let first = eventually(BOUND, || {
+        query(prom, "random_refresher_cycles_total%7Bresult%3D%22ok%22%7D")
+    })
+    .expect("cycles scraped");
     let later = eventually(BOUND, || {
         query(prom, "random_refresher_cycles_total%7Bresult%3D%22ok%22%7D").filter(|v| *v > first)
     });
-    assert!(later.is_some(), "the ok-cycle counter did not rise past {first}");
-    let blocks = query(prom, "random_refresher_health_blocks_total%7Bresult%3D%22pass%22%7D").unwrap();
+    assert!(
+        later.is_some(),
+        "the ok-cycle counter did not rise past {first}"
+    );
+    let blocks = query(
+        prom,
+        "random_refresher_health_blocks_total%7Bresult%3D%22pass%22%7D",
+    )
+    .unwrap();
     assert!(blocks >= first, "passed blocks {blocks} < cycles {first}");
 }
 
 #[test]
 fn promtool_finds_nothing_to_say_about_live_metrics() {
-    let Some(promtool) = tool("RR_PROMTOOL", "promtool") else { return };
+    let Some(promtool) = tool("RR_PROMTOOL", "promtool") else {
+        return;
+    };
     let dir = temp_dir();
     let src = good_file(dir.path(), 20);
-    let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "100ms",
-                                 "--metrics-label", "node=worker-1"]);
+    let daemon = Daemon::start(&[
+        "--source",
+        &src,
+        "--sink",
+        "stdout",
+        "--interval",
+        "100ms",
+        "--metrics-label",
+        "node=worker-1",
+    ]);
     daemon.wait_for_log("refreshing");
-    assert!(eventually(BOUND, || daemon.metric("random_refresher_cycles_total{node=\"worker-1\",result=\"ok\"}").filter(|v| *v >= 2.0)).is_some());
+    assert!(
+        eventually(BOUND, || daemon
+            .metric("random_refresher_cycles_total{node=\"worker-1\",result=\"ok\"}")
+            .filter(|v| *v >= 2.0))
+        .is_some()
+    );
     let (status, body) = daemon.get("/metrics");
     assert_eq!(status, 200);
     let mut child = Command::new(promtool)
@@ -94,17 +123,39 @@ fn promtool_finds_nothing_to_say_about_live_metrics() {
         .unwrap();
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), body.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "promtool: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "promtool said: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool said: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn every_contract_metric_is_exported_with_help_and_the_constant_label() {
     let dir = temp_dir();
     let src = good_file(dir.path(), 20);
-    let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "100ms",
-                                 "--metrics-label", "node=worker-1"]);
-    assert!(eventually(BOUND, || daemon.metric("random_refresher_cycles_total{node=\"worker-1\",result=\"ok\"}")).is_some());
+    let daemon = Daemon::start(&[
+        "--source",
+        &src,
+        "--sink",
+        "stdout",
+        "--interval",
+        "100ms",
+        "--metrics-label",
+        "node=worker-1",
+    ]);
+    assert!(
+        eventually(BOUND, || daemon.metric(
+            "random_refresher_cycles_total{node=\"worker-1\",result=\"ok\"}"
+        ))
+        .is_some()
+    );
     let (_, text) = daemon.get("/metrics");
     for name in [
         "random_refresher_build_info",
@@ -128,16 +179,38 @@ fn every_contract_metric_is_exported_with_help_and_the_constant_label() {
         "process_open_fds",
         "process_start_time_seconds",
     ] {
-        assert!(text.contains(&format!("# HELP {name} ")), "no HELP for {name}");
-        let sample = text.lines().find(|l| l.starts_with(name) && !l.starts_with('#'));
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "no HELP for {name}"
+        );
+        let sample = text
+            .lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'));
         let sample = sample.unwrap_or_else(|| panic!("no sample of {name}"));
         assert!(sample.contains("node=\"worker-1\""), "{sample}");
     }
-    assert!(text.contains("random_refresher_source_read_duration_seconds_bucket{"), "read duration is a histogram");
-    for test in ["monobit", "poker", "runs", "long_run", "continuous_run", "rct", "apt"] {
-        assert!(text.contains(&format!("test=\"{test}\"")), "no failure series for {test}");
+    assert!(
+        text.contains("random_refresher_source_read_duration_seconds_bucket{"),
+        "read duration is a histogram"
+    );
+    for test in [
+        "monobit",
+        "poker",
+        "runs",
+        "long_run",
+        "continuous_run",
+        "rct",
+        "apt",
+    ] {
+        assert!(
+            text.contains(&format!("test=\"{test}\"")),
+            "no failure series for {test}"
+        );
     }
-    assert!(text.contains(&format!("random_refresher_build_info{{node=\"worker-1\",version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
+    assert!(text.contains(&format!(
+        "random_refresher_build_info{{node=\"worker-1\",version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    )));
 }
 
 #[test]
@@ -146,15 +219,51 @@ fn failed_blocks_show_per_test_and_per_source() {
     let mut data = vec![0u8; 2 * BLOCK];
     data.extend(good_block(600));
     let src = write(dir.path(), "mixed", &data);
-    let daemon = Daemon::start(&["--source", src.to_str().unwrap(), "--sink", "stdout", "--interval", "1h"]);
+    let daemon = Daemon::start(&[
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--interval",
+        "1h",
+    ]);
     let label = format!("source=\"{}\"", src.display());
-    let fails = eventually(BOUND, || daemon.metric(&format!("random_refresher_health_blocks_total{{{label},result=\"fail\"}}")).filter(|v| *v == 2.0));
+    let fails = eventually(BOUND, || {
+        daemon
+            .metric(&format!(
+                "random_refresher_health_blocks_total{{{label},result=\"fail\"}}"
+            ))
+            .filter(|v| *v == 2.0)
+    });
     assert_eq!(fails, Some(2.0));
-    assert_eq!(daemon.metric(&format!("random_refresher_health_test_failures_total{{{label},test=\"monobit\"}}")), Some(2.0));
-    assert_eq!(daemon.metric(&format!("random_refresher_health_test_failures_total{{{label},test=\"rct\"}}")), Some(2.0));
-    assert_eq!(daemon.metric(&format!("random_refresher_health_blocks_total{{{label},result=\"pass\"}}")), Some(1.0));
-    assert_eq!(daemon.metric(&format!("random_refresher_source_bytes_read_total{{{label}}}")), Some(3.0 * BLOCK as f64));
-    assert_eq!(daemon.metric("random_refresher_sink_bytes_total{sink=\"stdout\"}"), Some(BLOCK as f64));
+    assert_eq!(
+        daemon.metric(&format!(
+            "random_refresher_health_test_failures_total{{{label},test=\"monobit\"}}"
+        )),
+        Some(2.0)
+    );
+    assert_eq!(
+        daemon.metric(&format!(
+            "random_refresher_health_test_failures_total{{{label},test=\"rct\"}}"
+        )),
+        Some(2.0)
+    );
+    assert_eq!(
+        daemon.metric(&format!(
+            "random_refresher_health_blocks_total{{{label},result=\"pass\"}}"
+        )),
+        Some(1.0)
+    );
+    assert_eq!(
+        daemon.metric(&format!(
+            "random_refresher_source_bytes_read_total{{{label}}}"
+        )),
+        Some(3.0 * BLOCK as f64)
+    );
+    assert_eq!(
+        daemon.metric("random_refresher_sink_bytes_total{sink=\"stdout\"}"),
+        Some(BLOCK as f64)
+    );
 }
 
 fn start_pushgateway() -> Option<(Service, SocketAddr)> {
@@ -177,16 +286,33 @@ fn start_pushgateway() -> Option<(Service, SocketAddr)> {
 
 #[test]
 fn once_leaves_its_metrics_on_the_pushgateway_grouped_by_job_and_instance() {
-    let Some((_pgw, addr)) = start_pushgateway() else { return };
+    let Some((_pgw, addr)) = start_pushgateway() else {
+        return;
+    };
     let dir = temp_dir();
     let src = good_file(dir.path(), 1);
-    let out = run(&["once", "--source", &src, "--sink", "stdout", "--push-gateway", &format!("http://{addr}"),
-                    "--push-instance", "node-7", "--metrics-label", "zone=a"]);
+    let out = run(&[
+        "once",
+        "--source",
+        &src,
+        "--sink",
+        "stdout",
+        "--push-gateway",
+        &format!("http://{addr}"),
+        "--push-instance",
+        "node-7",
+        "--metrics-label",
+        "zone=a",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let (status, text) = http_get(addr, "/metrics");
     assert_eq!(status, 200);
     let series = "random_refresher_cycles_total{instance=\"node-7\",job=\"random-refresher\",result=\"ok\",zone=\"a\"}";
-    assert_eq!(metric_value(&text, series), Some(1.0), "{series} missing from the gateway:\n{text}");
+    assert_eq!(
+        metric_value(&text, series),
+        Some(1.0),
+        "{series} missing from the gateway:\n{text}"
+    );
     // The group is listed under job and instance.
     let (_, groups) = http_get(addr, "/api/v1/metrics");
     let v: serde_json::Value = serde_json::from_str(&groups).unwrap();
@@ -202,30 +328,89 @@ fn a_pushgateway_that_is_down_fails_soft() {
     let dir = temp_dir();
     let src = good_file(dir.path(), 1);
     let port = free_port();
-    let out = run(&["once", "--source", &src, "--sink", "stdout", "--push-gateway", &format!("http://127.0.0.1:{port}")]);
+    let out = run(&[
+        "once",
+        "--source",
+        &src,
+        "--sink",
+        "stdout",
+        "--push-gateway",
+        &format!("http://127.0.0.1:{port}"),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("push failed; refreshing goes on"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("push failed; refreshing goes on"),
+        "{}",
+        stderr(&out)
+    );
 
     // The daemon keeps refreshing and counts the failed pushes.
     let src = good_file(dir.path(), 200);
-    let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "100ms",
-                                 "--push-gateway", &format!("http://127.0.0.1:{port}"), "--push-interval", "100ms"]);
-    let pushes = eventually(BOUND, || daemon.metric("random_refresher_push_errors_total").filter(|v| *v >= 3.0));
+    let daemon = Daemon::start(&[
+        "--source",
+        &src,
+        "--sink",
+        "stdout",
+        "--interval",
+        "100ms",
+        "--push-gateway",
+        &format!("http://127.0.0.1:{port}"),
+        "--push-interval",
+        "100ms",
+    ]);
+    let pushes = eventually(BOUND, || {
+        daemon
+            .metric("random_refresher_push_errors_total")
+            .filter(|v| *v >= 3.0)
+    });
     assert!(pushes.is_some(), "{}", daemon.log());
-    assert!(daemon.metric("random_refresher_cycles_total{result=\"ok\"}").unwrap() >= 3.0);
-    assert_eq!(daemon.log().matches("push failed").count(), 1, "logged once per change");
+    assert!(
+        daemon
+            .metric("random_refresher_cycles_total{result=\"ok\"}")
+            .unwrap()
+            >= 3.0
+    );
+    assert_eq!(
+        daemon.log().matches("push failed").count(),
+        1,
+        "logged once per change"
+    );
 }
 
 #[test]
 fn readiness_follows_the_source_through_failure_and_recovery() {
     let dir = temp_dir();
     let fifo = dir.path().join("fifo");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
-    let daemon = Daemon::start(&["--source", fifo.to_str().unwrap(), "--sink", "stdout", "--interval", "100ms",
-                                 "--read-timeout", "300ms", "--retry-initial", "200ms", "--retry-max", "400ms",
-                                 "--max-failed-cycles", "1000"]);
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let daemon = Daemon::start(&[
+        "--source",
+        fifo.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--interval",
+        "100ms",
+        "--read-timeout",
+        "300ms",
+        "--retry-initial",
+        "200ms",
+        "--retry-max",
+        "400ms",
+        "--max-failed-cycles",
+        "1000",
+    ]);
     assert_eq!(daemon.get("/readyz").0, 503, "not ready before a delivery");
-    assert!(daemon.get("/readyz").1.contains("no tested batch delivered yet"));
+    assert!(
+        daemon
+            .get("/readyz")
+            .1
+            .contains("no tested batch delivered yet")
+    );
     assert_eq!(daemon.get("/healthz").0, 200);
 
     let feed = |seed: u64, blocks: u64| {
@@ -241,16 +426,36 @@ fn readiness_follows_the_source_through_failure_and_recovery() {
         })
     };
     let writer = feed(700, 40);
-    assert!(eventually(BOUND, || (daemon.get("/readyz").0 == 200).then_some(())).is_some(), "{}", daemon.log());
+    assert!(
+        eventually(BOUND, || (daemon.get("/readyz").0 == 200).then_some(())).is_some(),
+        "{}",
+        daemon.log()
+    );
     writer.join().unwrap();
     // The writer is gone: the source fails, readiness goes.
     let not_ready = eventually(BOUND, || Some(daemon.get("/readyz")).filter(|r| r.0 == 503));
     assert!(not_ready.unwrap().1.contains("no healthy source"));
-    assert!(eventually(BOUND, || daemon.metric(&format!("random_refresher_source_up{{source=\"{}\"}}", fifo.display())).filter(|v| *v == 0.0)).is_some());
-    assert_eq!(daemon.get("/healthz").0, 200, "the loop is alive while the source is down");
+    assert!(
+        eventually(BOUND, || daemon
+            .metric(&format!(
+                "random_refresher_source_up{{source=\"{}\"}}",
+                fifo.display()
+            ))
+            .filter(|v| *v == 0.0))
+        .is_some()
+    );
+    assert_eq!(
+        daemon.get("/healthz").0,
+        200,
+        "the loop is alive while the source is down"
+    );
     // A new writer: the retried source passes a batch and is trusted again.
     let writer = feed(800, 200);
-    assert!(eventually(BOUND, || (daemon.get("/readyz").0 == 200).then_some(())).is_some(), "{}", daemon.log());
+    assert!(
+        eventually(BOUND, || (daemon.get("/readyz").0 == 200).then_some(())).is_some(),
+        "{}",
+        daemon.log()
+    );
     assert!(daemon.log().contains("trusted"), "{}", daemon.log());
     drop(daemon);
     let _ = writer.join();
@@ -262,9 +467,26 @@ fn liveness_fails_when_the_loop_is_stuck() {
     let dir = temp_dir();
     let src = good_file(dir.path(), 200);
     let mut cmd = bin();
-    cmd.args(["run", "--listen-address", "127.0.0.1:0", "--source", &src, "--sink", "stdout",
-              "--interval", "10ms", "--read-timeout", "100ms", "--batch-size", "25000"]);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    cmd.args([
+        "run",
+        "--listen-address",
+        "127.0.0.1:0",
+        "--source",
+        &src,
+        "--sink",
+        "stdout",
+        "--interval",
+        "10ms",
+        "--read-timeout",
+        "100ms",
+        "--batch-size",
+        "25000",
+    ]);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let stuck_stdout = child.stdout.take(); // held open, never read
     let err = child.stderr.take().unwrap();
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
@@ -276,10 +498,20 @@ fn liveness_fails_when_the_loop_is_stuck() {
         }
     });
     let addr: SocketAddr = eventually(BOUND, || {
-        lines.lock().unwrap().iter().find_map(|l| l.split("address=").nth(1)?.split_whitespace().next()?.parse().ok())
+        lines.lock().unwrap().iter().find_map(|l| {
+            l.split("address=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        })
     })
     .unwrap();
-    let (status, body) = eventually(BOUND, || Some(http_get(addr, "/healthz")).filter(|r| r.0 == 503)).expect("healthz turns 503");
+    let (status, body) = eventually(BOUND, || {
+        Some(http_get(addr, "/healthz")).filter(|r| r.0 == 503)
+    })
+    .expect("healthz turns 503");
     assert_eq!(status, 503);
     assert!(body.contains("no progress"), "{body}");
     drop(stuck_stdout);
@@ -294,12 +526,28 @@ fn the_server_answers_bad_requests_and_stays_up() {
     let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "1h"]);
     let addr = daemon.addr.unwrap();
     assert_eq!(daemon.get("/nope").0, 404);
-    assert_eq!(parse_response(&http_raw(addr, b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")).0, 405);
-    assert_eq!(parse_response(&http_raw(addr, b"\x00\x01garbage\r\n\r\n")).0, 400);
-    let huge = format!("GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
+    assert_eq!(
+        parse_response(&http_raw(
+            addr,
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        ))
+        .0,
+        405
+    );
+    assert_eq!(
+        parse_response(&http_raw(addr, b"\x00\x01garbage\r\n\r\n")).0,
+        400
+    );
+    let huge = format!(
+        "GET /metrics HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
     assert_eq!(parse_response(&http_raw(addr, huge.as_bytes())).0, 431);
     let head = http_raw(addr, b"HEAD /healthz HTTP/1.1\r\n\r\n");
-    assert!(head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
     assert_eq!(daemon.get("/metrics?x=1").0, 200);
 }
 
@@ -309,14 +557,34 @@ fn a_bounded_load_on_metrics_is_answered_while_cycles_go_on() {
     let src = good_file(dir.path(), 3000);
     let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "20ms"]);
     let addr = daemon.addr.unwrap();
-    assert!(eventually(BOUND, || daemon.metric("random_refresher_cycles_total{result=\"ok\"}")).is_some());
-    let before = daemon.metric("random_refresher_cycles_total{result=\"ok\"}").unwrap();
+    assert!(
+        eventually(BOUND, || daemon
+            .metric("random_refresher_cycles_total{result=\"ok\"}"))
+        .is_some()
+    );
+    let before = daemon
+        .metric("random_refresher_cycles_total{result=\"ok\"}")
+        .unwrap();
     let workers: Vec<_> = (0..8)
-        .map(|_| std::thread::spawn(move || (0..150).filter(|_| http_get(addr, "/metrics").0 == 200).count()))
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..150)
+                    .filter(|_| http_get(addr, "/metrics").0 == 200)
+                    .count()
+            })
+        })
         .collect();
     let answered: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
     assert_eq!(answered, 8 * 150, "every request is answered");
-    let after = daemon.metric("random_refresher_cycles_total{result=\"ok\"}").unwrap();
-    assert!(after > before, "cycles stopped under load ({before} -> {after})");
-    assert_eq!(daemon.metric("random_refresher_cycles_total{result=\"failed\"}"), Some(0.0));
+    let after = daemon
+        .metric("random_refresher_cycles_total{result=\"ok\"}")
+        .unwrap();
+    assert!(
+        after > before,
+        "cycles stopped under load ({before} -> {after})"
+    );
+    assert_eq!(
+        daemon.metric("random_refresher_cycles_total{result=\"failed\"}"),
+        Some(0.0)
+    );
 }

@@ -68,9 +68,16 @@ pub struct BlockStats {
 
 impl BlockStats {
     fn verdict(&self, continuous_run: bool) -> FipsVerdict {
-        let poker_sum: u64 = self.nibbles.iter().map(|&n| u64::from(n) * u64::from(n)).sum();
+        let poker_sum: u64 = self
+            .nibbles
+            .iter()
+            .map(|&n| u64::from(n) * u64::from(n))
+            .sum();
         let runs = self.runs.iter().any(|per_bit| {
-            per_bit.iter().zip(RUNS_BOUNDS).any(|(&n, (lo, hi))| n < lo || n > hi)
+            per_bit
+                .iter()
+                .zip(RUNS_BOUNDS)
+                .any(|(&n, (lo, hi))| n < lo || n > hi)
         });
         FipsVerdict {
             monobit: self.ones <= MONOBIT_FAIL_LOW || self.ones >= MONOBIT_FAIL_HIGH,
@@ -92,7 +99,9 @@ impl ContinuousRun {
     /// A stream whose first word is compared with `word`; `rngtest` primes
     /// itself this way with the first four bytes it reads.
     pub fn primed(word: u32) -> Self {
-        Self { last_word: Some(word) }
+        Self {
+            last_word: Some(word),
+        }
     }
 
     /// True when any word of `block` repeats the word before it.
@@ -108,6 +117,8 @@ impl ContinuousRun {
         repeated
     }
 }
+
+use super::swar::zero_byte_mask;
 
 /// The bit-by-bit reference: slow, plain, and the definition the fast tester
 /// is checked against.
@@ -153,7 +164,38 @@ pub mod reference {
 #[derive(Clone, Debug)]
 pub struct FipsTester {
     continuous: ContinuousRun,
-    use_popcnt: bool,
+    level: SimdLevel,
+}
+
+/// Which build of the word loop this CPU can run, best first. The loop is
+/// written once; each level compiles it with more of the CPU's instructions
+/// so that the compiler can test several words per instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SimdLevel {
+    Avx512,
+    Avx2,
+    Popcnt,
+    Portable,
+}
+
+impl SimdLevel {
+    fn detect() -> Self {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx512f")
+            && has!("avx512vpopcntdq")
+            && has!("avx512bw")
+            && has!("avx512vl")
+            && has!("popcnt")
+        {
+            Self::Avx512
+        } else if has!("avx2") && has!("popcnt") {
+            Self::Avx2
+        } else if has!("popcnt") {
+            Self::Popcnt
+        } else {
+            Self::Portable
+        }
+    }
 }
 
 impl Default for FipsTester {
@@ -164,7 +206,10 @@ impl Default for FipsTester {
 
 impl FipsTester {
     pub fn new(continuous: ContinuousRun) -> Self {
-        Self { continuous, use_popcnt: std::arch::is_x86_feature_detected!("popcnt") }
+        Self {
+            continuous,
+            level: SimdLevel::detect(),
+        }
     }
 
     pub fn test_block(&mut self, block: &Block) -> FipsVerdict {
@@ -173,17 +218,44 @@ impl FipsTester {
 
     /// The counts of one block, without touching the continuous run state.
     pub fn stats(&self, block: &Block) -> BlockStats {
-        if self.use_popcnt {
-            // SAFETY: the CPU was seen to support POPCNT in `new`.
-            unsafe { stats_popcnt(block) }
-        } else {
-            stats_words(block)
+        // SAFETY (each arm): `SimdLevel::detect` saw the CPU support every
+        // feature the called function is compiled for.
+        match self.level {
+            SimdLevel::Avx512 => unsafe { stats_avx512(block) },
+            SimdLevel::Avx2 => unsafe { stats_avx2(block) },
+            SimdLevel::Popcnt => unsafe { stats_popcnt(block) },
+            SimdLevel::Portable => stats_words(block),
         }
+    }
+
+    /// Every build of the word loop this CPU can run, for tests that hold
+    /// them all to the reference.
+    pub fn all_levels(continuous: ContinuousRun) -> Vec<Self> {
+        let best = SimdLevel::detect();
+        [
+            SimdLevel::Avx512,
+            SimdLevel::Avx2,
+            SimdLevel::Popcnt,
+            SimdLevel::Portable,
+        ]
+        .into_iter()
+        .skip_while(|l| *l != best)
+        .map(|level| Self { continuous, level })
+        .collect()
     }
 }
 
-/// `stats_words` compiled with the POPCNT instruction: without it every
-/// `count_ones` becomes a dozen shifts and masks, a third of the block's cost.
+#[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vl,avx2,popcnt")]
+fn stats_avx512(block: &Block) -> BlockStats {
+    stats_words(block)
+}
+
+#[target_feature(enable = "avx2,popcnt")]
+fn stats_avx2(block: &Block) -> BlockStats {
+    stats_words(block)
+}
+
+/// Without POPCNT every `count_ones` becomes a dozen shifts and masks.
 #[target_feature(enable = "popcnt")]
 fn stats_popcnt(block: &Block) -> BlockStats {
     stats_words(block)
@@ -196,67 +268,101 @@ const LAST_WORD_VALID: u64 = !0u64 << (WORDS * 64 - BLOCK_BITS);
 
 #[inline(always)]
 fn stats_words(block: &Block) -> BlockStats {
-    // Bit i of the stream is bit (63 - i % 64) of words[i / 64]; one spare
-    // zero word on the end lets every word look 64 bits ahead.
-    let mut words = [0u64; WORDS + 1];
+    // `ext[i + 1]` is word i; `ext[0]` stands before the block with its last
+    // bit unlike bit 0, so that bit 0 starts a run.
+    let mut ext = [0u64; WORDS + 1];
     let (full, tail) = block.as_chunks::<8>();
-    for (w, chunk) in words.iter_mut().zip(full) {
+    for (w, chunk) in ext[1..].iter_mut().zip(full) {
         *w = u64::from_be_bytes(*chunk);
     }
     let mut last = [0u8; 8];
     last[..tail.len()].copy_from_slice(tail);
-    words[WORDS - 1] = u64::from_be_bytes(last);
+    ext[WORDS] = u64::from_be_bytes(last);
+    ext[0] = !ext[1] >> 63;
+    let words = &ext[1..];
 
-    // `cont[i]` is set when bit i continues the run of bit i - 1. Past the end
-    // of the block it is clear, so that the last run ends with the block.
+    // `cont[i]` is set where a bit continues the run of the bit before it;
+    // past the block it is clear, so that the last run ends with the block.
+    // `starts` is where runs begin, inside the block only.
     let mut cont = [0u64; WORDS + 1];
-    let mut prev_lsb = !words[0] >> 63; // bit 0 always starts a run
-    for (c, &w) in cont.iter_mut().zip(&words[..WORDS]) {
-        *c = !(w ^ ((w >> 1) | (prev_lsb << 63)));
-        prev_lsb = w & 1;
+    let mut starts = [0u64; WORDS];
+    for i in 0..WORDS {
+        let (w, before) = (ext[i + 1], ext[i]);
+        cont[i] = !(w ^ ((w >> 1) | (before << 63)));
+        starts[i] = !cont[i];
     }
     cont[WORDS - 1] &= LAST_WORD_VALID;
+    starts[WORDS - 1] &= LAST_WORD_VALID;
 
-    let mut s = BlockStats::default();
-    // ge[bit][k]: runs of `bit` of length k + 1 or more.
-    let mut ge = [[0u32; 6]; 2];
-    let mut long_run = 0u64;
+    // ge[bit][k]: runs of `bit` at least k + 1 long. Every iteration is
+    // independent of the others, so the loop vectorises.
+    let mut ge1 = [0u32; 6];
+    let mut ge_all = [0u32; 6];
+    let mut ones = 0u32;
     for i in 0..WORDS {
-        let w = words[i];
-        let valid = if i == WORDS - 1 { LAST_WORD_VALID } else { !0 };
-        s.ones += w.count_ones();
-        let starts = !cont[i] & valid;
-        // Lookahead: bit i of `ahead << j` is cont[i + j].
-        let ahead = (u128::from(cont[i]) << 64) | u128::from(cont[i + 1]);
-        let top = |x: u128| (x >> 64) as u64;
-        let mut longer = starts; // starts of runs at least k + 1 long
-        for (k, shift) in (1..=6).enumerate() {
-            let ones = (longer & w).count_ones();
-            ge[1][k] += ones;
-            ge[0][k] += longer.count_ones() - ones;
-            if shift < 6 {
-                longer &= top(ahead << shift);
+        let (w, c, next_c) = (words[i], cont[i], cont[i + 1]);
+        ones += w.count_ones();
+        // cont[j + s] for each bit j of this word.
+        let ahead = |s: u32| (c << s) | (next_c >> (64 - s));
+        let mut longer = starts[i];
+        for (k, s) in (1..=6).enumerate() {
+            ge_all[k] += longer.count_ones();
+            ge1[k] += (longer & w).count_ones();
+            if s < 6 {
+                longer &= ahead(s);
             }
         }
-        // 26 equal bits from i on: cont[i + 1 ..= i + 25] all set.
+    }
+    // A run of 26 bits spans two whole aligned bytes of equal bits: look for
+    // a 0x00 0x00 or 0xFF 0xFF pair, and only then check exactly.
+    let equal_pairs =
+        |w: u64, shifted: u64| zero_byte_mask(!(w & shifted)) | zero_byte_mask(w | shifted);
+    let mut pair_equal = 0u64;
+    for i in 0..WORDS - 1 {
+        let (w, next) = (words[i], words[i + 1]);
+        pair_equal |= equal_pairs(w, (w << 8) | (next >> 56));
+    }
+    // In the last word only the pairs inside its valid bytes count.
+    let w = words[WORDS - 1];
+    pair_equal |= equal_pairs(w, w << 8) & (LAST_WORD_VALID << 8);
+    let mut s = BlockStats {
+        ones,
+        ..BlockStats::default()
+    };
+    for k in 0..6 {
+        let ge0 = ge_all[k] - ge1[k];
+        let (next1, next0) = if k < 5 {
+            (ge1[k + 1], ge_all[k + 1] - ge1[k + 1])
+        } else {
+            (0, 0)
+        };
+        s.runs[1][k] = ge1[k] - next1;
+        s.runs[0][k] = ge0 - next0;
+    }
+    // Only whether a long run exists decides the test; report it as that.
+    s.longest_run = if pair_equal != 0 && has_long_run(words, &cont) {
+        LONG_RUN_BITS
+    } else {
+        0
+    };
+    s.nibbles = nibble_counts(block);
+    s
+}
+
+/// Whether 26 equal bits follow each other anywhere: cont[j + 1 ..= j + 25]
+/// all set for some bit j. Rare on good data, so plain code is fine.
+#[cold]
+fn has_long_run(words: &[u64], cont: &[u64]) -> bool {
+    (0..words.len()).any(|i| {
+        let ahead = (u128::from(cont[i]) << 64) | u128::from(cont[i + 1]);
         let c1 = ahead << 1;
         let c2 = c1 & (c1 << 1);
         let c4 = c2 & (c2 << 2);
         let c8 = c4 & (c4 << 4);
         let c16 = c8 & (c8 << 8);
         let c25 = c16 & (c8 << 16) & (c1 << 24);
-        long_run |= top(c25);
-    }
-    for (runs, ge) in s.runs.iter_mut().zip(&ge) {
-        for k in 0..5 {
-            runs[k] = ge[k] - ge[k + 1];
-        }
-        runs[5] = ge[5];
-    }
-    // Only whether a long run exists decides the test; report it as that.
-    s.longest_run = if long_run != 0 { LONG_RUN_BITS } else { 0 };
-    s.nibbles = nibble_counts(block);
-    s
+        (c25 >> 64) != 0
+    })
 }
 
 /// Counts of each 4-bit value among the block's 5,000 nibbles, through a byte
@@ -309,7 +415,10 @@ mod tests {
         assert_eq!(fast.ones, slow.ones);
         assert_eq!(fast.nibbles, slow.nibbles);
         assert_eq!(fast.runs, slow.runs);
-        assert_eq!(fast.longest_run >= LONG_RUN_BITS, slow.longest_run >= LONG_RUN_BITS);
+        assert_eq!(
+            fast.longest_run >= LONG_RUN_BITS,
+            slow.longest_run >= LONG_RUN_BITS
+        );
     }
 
     #[test]
@@ -353,7 +462,11 @@ mod tests {
                 b[bit / 8] |= 0x80 >> (bit % 8);
             }
             assert_eq!(reference::stats(&b).ones as usize, n);
-            assert_eq!(FipsTester::default().test_block(&b).monobit, fails, "{n} ones");
+            assert_eq!(
+                FipsTester::default().test_block(&b).monobit,
+                fails,
+                "{n} ones"
+            );
         }
     }
 
@@ -394,9 +507,32 @@ mod tests {
     }
 
     #[test]
-    fn popcnt_and_portable_paths_agree() {
-        let b = noise(11);
-        let portable = FipsTester { use_popcnt: false, ..FipsTester::default() };
-        assert_eq!(portable.stats(&b), FipsTester::default().stats(&b));
+    fn every_simd_level_agrees_with_the_reference() {
+        let levels = FipsTester::all_levels(ContinuousRun::default());
+        assert!(
+            levels
+                .last()
+                .is_some_and(|t| t.level == SimdLevel::Portable)
+        );
+        let mut b = noise(11);
+        b[100..104].fill(0xFF); // a long run, so that path runs too
+        for block in [noise(11), b, [0u8; BLOCK_BYTES], [0x55u8; BLOCK_BYTES]] {
+            let want = reference::stats(&block);
+            for t in &levels {
+                let got = t.stats(&block);
+                assert_eq!(
+                    (got.ones, got.nibbles, got.runs),
+                    (want.ones, want.nibbles, want.runs),
+                    "{:?}",
+                    t.level
+                );
+                assert_eq!(
+                    got.longest_run >= LONG_RUN_BITS,
+                    want.longest_run >= LONG_RUN_BITS,
+                    "{:?}",
+                    t.level
+                );
+            }
+        }
     }
 }

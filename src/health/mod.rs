@@ -5,6 +5,7 @@
 pub mod fips;
 pub mod policy;
 pub mod sp800_90b;
+mod swar;
 
 pub use fips::{BLOCK_BYTES, Block, ContinuousRun, FipsTester, FipsVerdict};
 pub use policy::{FailurePolicy, SourceHealth};
@@ -43,8 +44,15 @@ impl BlockVerdict {
 }
 
 /// Every test name a block can fail, in report order.
-pub const TEST_NAMES: [&str; 7] =
-    ["monobit", "poker", "runs", "long_run", "continuous_run", "rct", "apt"];
+pub const TEST_NAMES: [&str; 7] = [
+    "monobit",
+    "poker",
+    "runs",
+    "long_run",
+    "continuous_run",
+    "rct",
+    "apt",
+];
 
 /// The tests for one stream of bytes (one source): all carry state across
 /// blocks, so each source has its own gate.

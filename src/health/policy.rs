@@ -45,7 +45,13 @@ pub struct SourceHealth {
 
 impl SourceHealth {
     pub fn new(policy: FailurePolicy) -> Self {
-        Self { policy, failures: 0, passes: 0, failed_at: None, retry_wait: policy.retry_initial }
+        Self {
+            policy,
+            failures: 0,
+            passes: 0,
+            failed_at: None,
+            retry_wait: policy.retry_initial,
+        }
     }
 
     pub fn is_failed(&self) -> bool {

@@ -5,6 +5,8 @@
 //! run on every byte, carry their state across blocks, and are sized from
 //! the claimed min-entropy per byte `H` and the false-alarm rate `alpha`.
 
+use super::swar;
+
 /// APT window for non-binary (byte) samples, from SP 800-90B 4.4.2.
 pub const APT_WINDOW: u32 = 512;
 
@@ -63,7 +65,9 @@ fn ln_add(a: f64, b: f64) -> f64 {
 
 fn ln_choose(n: u32, k: u32) -> f64 {
     let k = k.min(n - k);
-    (0..k).map(|i| f64::from(n - i).ln() - f64::from(i + 1).ln()).sum()
+    (0..k)
+        .map(|i| f64::from(n - i).ln() - f64::from(i + 1).ln())
+        .sum()
 }
 
 /// Repetition Count Test state.
@@ -76,12 +80,39 @@ pub struct RepetitionCount {
 
 impl RepetitionCount {
     pub fn new(cutoff: u32) -> Self {
-        Self { cutoff, last: None, count: 0 }
+        Self {
+            cutoff,
+            last: None,
+            count: 0,
+        }
     }
 
     /// Feeds bytes in order; true if the test fired at least once. After a
     /// failure the count restarts so that each stuck stretch counts once.
+    ///
+    /// Eight bytes at a time: where no byte equals the one before it (all
+    /// but about one word in 32 of good data) the run simply restarts at the
+    /// word's last byte; other words go byte by byte.
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
+        let mut failed = false;
+        let (words, tail) = bytes.as_chunks::<8>();
+        for word in words {
+            let x = u64::from_le_bytes(*word);
+            // Byte j of `before` is the byte before byte j; with no byte
+            // before, one unlike byte 0.
+            let prev = self.last.unwrap_or(word[0] ^ 1);
+            let before = (x << 8) | u64::from(prev);
+            if swar::zero_byte_mask(x ^ before) == 0 {
+                self.last = Some(word[7]);
+                self.count = 1;
+            } else {
+                failed |= self.feed_bytes(word);
+            }
+        }
+        failed | self.feed_bytes(tail)
+    }
+
+    fn feed_bytes(&mut self, bytes: &[u8]) -> bool {
         let mut failed = false;
         for &b in bytes {
             if self.last == Some(b) {
@@ -111,29 +142,53 @@ pub struct AdaptiveProportion {
 
 impl AdaptiveProportion {
     pub fn new(cutoff: u32) -> Self {
-        Self { cutoff, first: 0, count: 0, seen: 0 }
+        Self {
+            cutoff,
+            first: 0,
+            count: 0,
+            seen: 0,
+        }
     }
 
     /// Feeds bytes in order; true if any window reached the cutoff. A failed
     /// window is abandoned and the next byte opens a new one.
+    ///
+    /// The rest of a window is counted a word at a time; only a window that
+    /// reaches the cutoff is walked byte by byte, to end it where it failed.
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
         let mut failed = false;
-        for &b in bytes {
+        let mut rest = bytes;
+        while let Some((&b, after)) = rest.split_first() {
             if self.seen == 0 {
                 self.first = b;
                 self.count = 1;
-            } else if b == self.first {
-                self.count += 1;
-                if self.count >= self.cutoff {
-                    failed = true;
+                self.seen = 1;
+                rest = after;
+                continue;
+            }
+            let take = rest.len().min((APT_WINDOW - self.seen) as usize);
+            let (window, after) = rest.split_at(take);
+            let n = swar::count_equal(window, self.first);
+            if self.count + n < self.cutoff {
+                self.count += n;
+                self.seen += take as u32;
+                if self.seen == APT_WINDOW {
                     self.seen = 0;
-                    continue;
+                }
+                rest = after;
+                continue;
+            }
+            failed = true;
+            let mut at = 0;
+            for (i, &b) in window.iter().enumerate() {
+                self.count += u32::from(b == self.first);
+                if self.count >= self.cutoff {
+                    at = i + 1;
+                    break;
                 }
             }
-            self.seen += 1;
-            if self.seen == APT_WINDOW {
-                self.seen = 0;
-            }
+            self.seen = 0;
+            rest = &rest[at..];
         }
         failed
     }

@@ -55,7 +55,11 @@ impl KernelSink {
         // SAFETY: RNDRESEEDCRNG takes no argument.
         let rc = unsafe { libc::ioctl(fd, RNDRESEEDCRNG) };
         self.check(rc, "RNDRESEEDCRNG")?;
-        Ok(Delivered { bytes: bytes.len(), credited_bits, reseeded: true })
+        Ok(Delivered {
+            bytes: bytes.len(),
+            credited_bits,
+            reseeded: true,
+        })
     }
 
     fn check(&self, rc: libc::c_int, op: &'static str) -> Result<(), SinkError> {
@@ -66,7 +70,11 @@ impl KernelSink {
         if source.raw_os_error() == Some(libc::EPERM) {
             return Err(SinkError::NoCapability);
         }
-        Err(SinkError::Kernel { op, path: self.path.clone(), source })
+        Err(SinkError::Kernel {
+            op,
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 

@@ -73,13 +73,26 @@ pub enum SinkError {
     )]
     NoCapability,
     #[error("{path}: cannot open the random device: {source}")]
-    OpenRandomDevice { path: PathBuf, source: std::io::Error },
+    OpenRandomDevice {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{op} on {path} failed: {source}")]
-    Kernel { op: &'static str, path: PathBuf, source: std::io::Error },
+    Kernel {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing to {path} failed: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("seed file {path}: {source}")]
-    SeedFile { path: PathBuf, source: std::io::Error },
+    SeedFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("standard output: {0}")]
     Stdout(std::io::Error),
 }
@@ -119,19 +132,25 @@ impl Sink {
     /// Delivers tested bytes; `credit_bits` is the entropy they carry, which
     /// only the kernel sink passes on.
     pub fn deliver(&mut self, bytes: &[u8], credit_bits: f64) -> Result<Delivered, SinkError> {
-        let plain = Delivered { bytes: bytes.len(), ..Delivered::default() };
+        let plain = Delivered {
+            bytes: bytes.len(),
+            ..Delivered::default()
+        };
         match self {
             Self::Kernel(k) => k.deliver(bytes, credit_bits),
             Self::Mix { device, path } => {
-                device
-                    .write_all(bytes)
-                    .map_err(|source| SinkError::Write { path: path.clone(), source })?;
+                device.write_all(bytes).map_err(|source| SinkError::Write {
+                    path: path.clone(),
+                    source,
+                })?;
                 Ok(plain)
             }
             Self::File(f) => f.replace(bytes).map(|()| plain),
             Self::Stdout => {
                 let mut out = std::io::stdout().lock();
-                out.write_all(bytes).and_then(|()| out.flush()).map_err(SinkError::Stdout)?;
+                out.write_all(bytes)
+                    .and_then(|()| out.flush())
+                    .map_err(SinkError::Stdout)?;
                 Ok(plain)
             }
         }
@@ -142,7 +161,10 @@ fn open_random_device(path: &Path) -> Result<File, SinkError> {
     std::fs::OpenOptions::new()
         .write(true)
         .open(path)
-        .map_err(|source| SinkError::OpenRandomDevice { path: path.into(), source })
+        .map_err(|source| SinkError::OpenRandomDevice {
+            path: path.into(),
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -155,6 +177,11 @@ mod tests {
             assert_eq!(s.parse::<SinkSpec>().unwrap().to_string(), s);
         }
         assert!("file:".parse::<SinkSpec>().is_err());
-        assert!("pool".parse::<SinkSpec>().unwrap_err().contains("kernel, mix, file:PATH or stdout"));
+        assert!(
+            "pool"
+                .parse::<SinkSpec>()
+                .unwrap_err()
+                .contains("kernel, mix, file:PATH or stdout")
+        );
     }
 }

@@ -67,13 +67,22 @@ pub enum SourceError {
     #[error("{path}: permission denied (reading a device needs root or the device's group)")]
     PermissionDenied { path: PathBuf },
     #[error("{path}: cannot open: {source}")]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: end of data (the file ended or the FIFO's writer went away)")]
     Eof { path: PathBuf },
     #[error("{path}: device gone ({source})")]
-    DeviceGone { path: PathBuf, source: std::io::Error },
+    DeviceGone {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}: read error: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{name}: no data within {timeout:?}")]
     Timeout { name: String, timeout: Duration },
     #[error("{name}: stopped by shutdown")]
@@ -168,9 +177,18 @@ mod tests {
 
     #[test]
     fn specs_parse() {
-        assert_eq!("rdrand".parse(), Ok(SourceSpec::Cpu(CpuInstruction::RdRand)));
-        assert_eq!("rdseed".parse(), Ok(SourceSpec::Cpu(CpuInstruction::RdSeed)));
-        assert_eq!("/dev/hwrng".parse(), Ok(SourceSpec::Path("/dev/hwrng".into())));
+        assert_eq!(
+            "rdrand".parse(),
+            Ok(SourceSpec::Cpu(CpuInstruction::RdRand))
+        );
+        assert_eq!(
+            "rdseed".parse(),
+            Ok(SourceSpec::Cpu(CpuInstruction::RdSeed))
+        );
+        assert_eq!(
+            "/dev/hwrng".parse(),
+            Ok(SourceSpec::Path("/dev/hwrng".into()))
+        );
         assert!("hwrng".parse::<SourceSpec>().is_err());
         assert!("".parse::<SourceSpec>().is_err());
         assert!(SourceSpec::Path("/host/dev/hwrng".into()).is_hwrng());

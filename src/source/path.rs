@@ -45,7 +45,12 @@ impl PathSource {
                 _ => classify(path, e),
             })?;
         let is_fifo = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
-        Ok(Self { path: path.into(), file, is_fifo, limits })
+        Ok(Self {
+            path: path.into(),
+            file,
+            is_fifo,
+            limits,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -65,11 +70,17 @@ impl PathSource {
         let mut last_progress = Instant::now();
         while *filled < dst.len() {
             if self.limits.stop.load(Ordering::Relaxed) {
-                return Err(SourceError::Stopped { name: self.path.display().to_string() });
+                return Err(SourceError::Stopped {
+                    name: self.path.display().to_string(),
+                });
             }
             let end = dst.len().min(*filled + MAX_READ);
             let writerless = match self.file.read(&mut dst[*filled..end]) {
-                Ok(0) if !self.is_fifo => return Err(SourceError::Eof { path: self.path.clone() }),
+                Ok(0) if !self.is_fifo => {
+                    return Err(SourceError::Eof {
+                        path: self.path.clone(),
+                    });
+                }
                 Ok(0) => true,
                 Ok(n) => {
                     *filled += n;
@@ -83,7 +94,9 @@ impl PathSource {
             };
             if last_progress.elapsed() >= self.limits.timeout {
                 if writerless {
-                    return Err(SourceError::Eof { path: self.path.clone() });
+                    return Err(SourceError::Eof {
+                        path: self.path.clone(),
+                    });
                 }
                 return Err(SourceError::Timeout {
                     name: self.path.display().to_string(),
@@ -99,8 +112,14 @@ impl PathSource {
 
 fn classify(path: &Path, e: std::io::Error) -> SourceError {
     match e.raw_os_error() {
-        Some(libc::ENODEV | libc::ENXIO) => SourceError::DeviceGone { path: path.into(), source: e },
-        _ => SourceError::Io { path: path.into(), source: e },
+        Some(libc::ENODEV | libc::ENXIO) => SourceError::DeviceGone {
+            path: path.into(),
+            source: e,
+        },
+        _ => SourceError::Io {
+            path: path.into(),
+            source: e,
+        },
     }
 }
 
@@ -111,7 +130,10 @@ mod tests {
     use std::sync::atomic::AtomicBool;
 
     fn limits() -> ReadLimits {
-        ReadLimits { timeout: Duration::from_millis(200), stop: Arc::new(AtomicBool::new(false)) }
+        ReadLimits {
+            timeout: Duration::from_millis(200),
+            stop: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     #[test]

@@ -14,8 +14,9 @@ use super::names;
 use crate::kernel::KernelPaths;
 
 /// Buckets of the per-batch read duration, from a fast file to a slow TPM.
-const READ_DURATION_BUCKETS: &[f64] =
-    &[0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const READ_DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 pub struct Exporter {
     handle: PrometheusHandle,
@@ -29,8 +30,10 @@ impl Exporter {
     /// Installs the process-wide recorder (the `metrics` facade has exactly
     /// one) with constant labels on every series, and describes the metrics.
     pub fn install(labels: &[(String, String)], kernel: KernelPaths) -> Result<Self, BuildError> {
-        let mut builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(names::SOURCE_READ_DURATION.into()), READ_DURATION_BUCKETS)?;
+        let mut builder = PrometheusBuilder::new().set_buckets_for_metric(
+            Matcher::Full(names::SOURCE_READ_DURATION.into()),
+            READ_DURATION_BUCKETS,
+        )?;
         for (k, v) in labels {
             builder = builder.add_global_label(k, v);
         }
@@ -39,7 +42,12 @@ impl Exporter {
         let process = metrics_process::Collector::default();
         process.describe();
         gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
-        let exporter = Self { handle, process, kernel, current_rng: Mutex::new(None) };
+        let exporter = Self {
+            handle,
+            process,
+            kernel,
+            current_rng: Mutex::new(None),
+        };
         exporter.refresh_readings();
         Ok(exporter)
     }
@@ -85,13 +93,19 @@ impl Exporter {
 
 /// Parses a `--metrics-label` value.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
     let valid_key = !k.is_empty()
         && !k.starts_with("__")
-        && k.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !valid_key {
-        return Err(format!("`{k}` is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"));
+        return Err(format!(
+            "`{k}` is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)"
+        ));
     }
     Ok((k.to_string(), v.to_string()))
 }
@@ -102,7 +116,10 @@ mod tests {
 
     #[test]
     fn labels_parse() {
-        assert_eq!(parse_label("node=worker-1"), Ok(("node".into(), "worker-1".into())));
+        assert_eq!(
+            parse_label("node=worker-1"),
+            Ok(("node".into(), "worker-1".into()))
+        );
         assert_eq!(parse_label("zone=a=b"), Ok(("zone".into(), "a=b".into())));
         assert!(parse_label("node").is_err());
         assert!(parse_label("1node=x").is_err());

@@ -44,7 +44,12 @@ pub struct Response {
 
 impl Response {
     fn text(status: u16, body: impl Into<String>) -> Self {
-        Self { status, content_type: "text/plain; charset=utf-8", body: body.into(), allow: false }
+        Self {
+            status,
+            content_type: "text/plain; charset=utf-8",
+            body: body.into(),
+            allow: false,
+        }
     }
 }
 
@@ -53,34 +58,40 @@ pub fn spawn(addr: SocketAddr, state: HttpState) -> std::io::Result<SocketAddr> 
     let listener = TcpListener::bind(addr)?;
     let local = listener.local_addr()?;
     let state = Arc::new(state);
-    std::thread::Builder::new().name("http-accept".into()).spawn(move || {
-        let active = Arc::new(AtomicUsize::new(0));
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                active.fetch_sub(1, Ordering::AcqRel);
-                busy(stream);
-                continue;
-            }
-            let (state, active) = (Arc::clone(&state), Arc::clone(&active));
-            let spawned = std::thread::Builder::new()
-                .name("http-conn".into())
-                .stack_size(256 * 1024)
-                .spawn(move || {
-                    serve(stream, &state);
+    std::thread::Builder::new()
+        .name("http-accept".into())
+        .spawn(move || {
+            let active = Arc::new(AtomicUsize::new(0));
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
                     active.fetch_sub(1, Ordering::AcqRel);
-                });
-            if let Err(e) = spawned {
-                warn!(error = %e, "cannot start a connection thread");
+                    busy(stream);
+                    continue;
+                }
+                let (state, active) = (Arc::clone(&state), Arc::clone(&active));
+                let spawned = std::thread::Builder::new()
+                    .name("http-conn".into())
+                    .stack_size(256 * 1024)
+                    .spawn(move || {
+                        serve(stream, &state);
+                        active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    warn!(error = %e, "cannot start a connection thread");
+                }
             }
-        }
-    })?;
+        })?;
     Ok(local)
 }
 
 fn busy(mut stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-    let _ = write_response(&mut stream, &Response::text(503, "too many connections\n"), false);
+    let _ = write_response(
+        &mut stream,
+        &Response::text(503, "too many connections\n"),
+        false,
+    );
 }
 
 fn serve(mut stream: TcpStream, state: &HttpState) {
@@ -128,7 +139,10 @@ pub fn parse(head: &[u8]) -> Parsed {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => match (req.method, req.path) {
-            (Some(m), Some(p)) => Parsed::Complete { method: m.to_string(), path: p.to_string() },
+            (Some(m), Some(p)) => Parsed::Complete {
+                method: m.to_string(),
+                path: p.to_string(),
+            },
             _ => Parsed::Invalid,
         },
         Ok(httparse::Status::Partial) => Parsed::Partial,
@@ -144,7 +158,10 @@ pub fn route(method: &str, target: &str, state: &HttpState) -> Response {
         return Response::text(404, "not found; try /metrics, /healthz or /readyz\n");
     }
     if method != "GET" && method != "HEAD" {
-        return Response { allow: true, ..Response::text(405, "method not allowed\n") };
+        return Response {
+            allow: true,
+            ..Response::text(405, "method not allowed\n")
+        };
     }
     match path {
         "/metrics" => Response {
@@ -160,8 +177,11 @@ pub fn route(method: &str, target: &str, state: &HttpState) -> Response {
             } else {
                 Response::text(
                     503,
-                    format!("refresh loop shows no progress for {:.0}s (limit {:.0}s)\n",
-                            age.as_secs_f64(), state.liveness_limit.as_secs_f64()),
+                    format!(
+                        "refresh loop shows no progress for {:.0}s (limit {:.0}s)\n",
+                        age.as_secs_f64(),
+                        state.liveness_limit.as_secs_f64()
+                    ),
                 )
             }
         }

@@ -12,24 +12,73 @@ use names::*;
 /// Registers HELP text and units. Must run after the recorder is installed:
 /// descriptions given to no recorder are lost.
 pub fn describe() {
-    describe_gauge!(BUILD_INFO, "Always 1; the version label says which build runs.");
-    describe_counter!(SOURCE_BYTES_READ, Unit::Bytes, "Bytes read from each source, tested or not.");
-    describe_counter!(SOURCE_READ_ERRORS, "Failed reads or opens of each source, by kind of error.");
-    describe_gauge!(SOURCE_UP, "1 while the source is open and trusted by the health policy, else 0.");
-    describe_histogram!(SOURCE_READ_DURATION, Unit::Seconds, "Time spent reading one batch from the source.");
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which build runs."
+    );
+    describe_counter!(
+        SOURCE_BYTES_READ,
+        Unit::Bytes,
+        "Bytes read from each source, tested or not."
+    );
+    describe_counter!(
+        SOURCE_READ_ERRORS,
+        "Failed reads or opens of each source, by kind of error."
+    );
+    describe_gauge!(
+        SOURCE_UP,
+        "1 while the source is open and trusted by the health policy, else 0."
+    );
+    describe_histogram!(
+        SOURCE_READ_DURATION,
+        Unit::Seconds,
+        "Time spent reading one batch from the source."
+    );
     describe_counter!(HEALTH_BLOCKS, "2500-byte blocks health-tested, by result.");
     describe_counter!(HEALTH_TEST_FAILURES, "Blocks that failed each health test.");
-    describe_counter!(SINK_BYTES, Unit::Bytes, "Tested bytes delivered to each sink.");
+    describe_counter!(
+        SINK_BYTES,
+        Unit::Bytes,
+        "Tested bytes delivered to each sink."
+    );
     describe_counter!(SINK_ERRORS, "Failed deliveries to each sink.");
-    describe_counter!(ENTROPY_CREDITED_BYTES, Unit::Bytes, "Entropy credited to the kernel pool, in bytes of full entropy (bits / 8).");
-    describe_counter!(KERNEL_RESEEDS, "Reseeds of the kernel CRNG forced after a delivery.");
+    describe_counter!(
+        ENTROPY_CREDITED_BYTES,
+        Unit::Bytes,
+        "Entropy credited to the kernel pool, in bytes of full entropy (bits / 8)."
+    );
+    describe_counter!(
+        KERNEL_RESEEDS,
+        "Reseeds of the kernel CRNG forced after a delivery."
+    );
     describe_counter!(CYCLES, "Refresh cycles, by result.");
-    describe_gauge!(LAST_REFRESH_TIMESTAMP, Unit::Seconds, "Unix time of the last cycle that delivered a tested batch.");
-    describe_gauge!(KERNEL_ENTROPY_AVAILABLE, Unit::Bytes, "The kernel's entropy_avail, in bytes (bits / 8).");
-    describe_gauge!(KERNEL_POOL_SIZE, Unit::Bytes, "The kernel's poolsize, in bytes (bits / 8).");
-    describe_gauge!(HWRNG_QUALITY, "The kernel's rng_quality for its current hardware RNG (0 to 1024).");
-    describe_gauge!(HWRNG_CURRENT_INFO, "1 for the hardware RNG the kernel reads (rng_current).");
-    describe_gauge!(HWRNG_QUARANTINED, "1 while the daemon holds the hardware RNG's rng_quality at 0.");
+    describe_gauge!(
+        LAST_REFRESH_TIMESTAMP,
+        Unit::Seconds,
+        "Unix time of the last cycle that delivered a tested batch."
+    );
+    describe_gauge!(
+        KERNEL_ENTROPY_AVAILABLE,
+        Unit::Bytes,
+        "The kernel's entropy_avail, in bytes (bits / 8)."
+    );
+    describe_gauge!(
+        KERNEL_POOL_SIZE,
+        Unit::Bytes,
+        "The kernel's poolsize, in bytes (bits / 8)."
+    );
+    describe_gauge!(
+        HWRNG_QUALITY,
+        "The kernel's rng_quality for its current hardware RNG (0 to 1024)."
+    );
+    describe_gauge!(
+        HWRNG_CURRENT_INFO,
+        "1 for the hardware RNG the kernel reads (rng_current)."
+    );
+    describe_gauge!(
+        HWRNG_QUARANTINED,
+        "1 while the daemon holds the hardware RNG's rng_quality at 0."
+    );
     describe_counter!(PUSH_ERRORS, "Failed pushes to the Pushgateway.");
 }
 
@@ -89,5 +138,8 @@ impl LoopStatus {
 
 /// Seconds since the Unix epoch, for timestamps in metrics.
 pub fn unix_now() -> f64 {
-    SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }

@@ -19,7 +19,10 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("push to {url} failed: {source}")]
-    Http { url: String, source: Box<ureq::Error> },
+    Http {
+        url: String,
+        source: Box<ureq::Error>,
+    },
 }
 
 pub struct Pusher {
@@ -31,8 +34,16 @@ pub struct Pusher {
 
 impl Pusher {
     pub fn new(gateway: &str, instance: &str, exporter: Arc<Exporter>) -> Self {
-        let agent = ureq::Agent::config_builder().timeout_global(Some(PUSH_TIMEOUT)).build().into();
-        Self { agent, url: group_url(gateway, instance), exporter, failing: false }
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(PUSH_TIMEOUT))
+            .build()
+            .into();
+        Self {
+            agent,
+            url: group_url(gateway, instance),
+            exporter,
+            failing: false,
+        }
     }
 
     pub fn url(&self) -> &str {
@@ -48,7 +59,10 @@ impl Pusher {
             .header("Content-Type", "text/plain; version=0.0.4")
             .send(body.as_bytes())
             .map(drop)
-            .map_err(|e| PushError::Http { url: self.url.clone(), source: Box::new(e) });
+            .map_err(|e| PushError::Http {
+                url: self.url.clone(),
+                source: Box::new(e),
+            });
         match &result {
             Ok(()) if self.failing => {
                 info!(url = %self.url, "pushes reach the Pushgateway again");
@@ -70,16 +84,21 @@ impl Pusher {
     /// handle is dropped.
     pub fn spawn(mut self, interval: Duration) -> std::io::Result<PushLoop> {
         let (tx, rx) = mpsc::channel::<()>();
-        let thread = std::thread::Builder::new().name("push".into()).spawn(move || {
-            loop {
-                let _ = self.push();
-                match rx.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {}
-                    _ => return,
+        let thread = std::thread::Builder::new()
+            .name("push".into())
+            .spawn(move || {
+                loop {
+                    let _ = self.push();
+                    match rx.recv_timeout(interval) {
+                        Err(RecvTimeoutError::Timeout) => {}
+                        _ => return,
+                    }
                 }
-            }
-        })?;
-        Ok(PushLoop { _stop: tx, _thread: thread })
+            })?;
+        Ok(PushLoop {
+            _stop: tx,
+            _thread: thread,
+        })
     }
 }
 
@@ -96,11 +115,16 @@ pub fn group_url(gateway: &str, instance: &str) -> String {
     let encoded: String = instance
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect();
-    format!("{}/metrics/job/{JOB}/instance/{encoded}", gateway.trim_end_matches('/'))
+    format!(
+        "{}/metrics/job/{JOB}/instance/{encoded}",
+        gateway.trim_end_matches('/')
+    )
 }
 
 /// This host's name, the default `instance`.
@@ -122,6 +146,9 @@ mod tests {
             group_url("http://pgw:9091/", "node-1.example"),
             "http://pgw:9091/metrics/job/random-refresher/instance/node-1.example"
         );
-        assert_eq!(group_url("http://pgw:9091", "a b"), "http://pgw:9091/metrics/job/random-refresher/instance/a%20b");
+        assert_eq!(
+            group_url("http://pgw:9091", "a b"),
+            "http://pgw:9091/metrics/job/random-refresher/instance/a%20b"
+        );
     }
 }

@@ -20,7 +20,11 @@ pub fn bin() -> Command {
 }
 
 pub fn run(args: &[&str]) -> Output {
-    bin().args(args).stdin(Stdio::null()).output().expect("run random-refresher")
+    bin()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run random-refresher")
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -92,7 +96,10 @@ fn passes(block: &[u8]) -> bool {
 }
 
 pub fn temp_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("rr-test-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("rr-test-")
+        .tempdir()
+        .unwrap()
 }
 
 pub fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
@@ -121,7 +128,12 @@ pub fn signal(child: &Child, sig: i32) {
 }
 
 fn unsafe_free_kill(pid: u32, sig: i32) -> bool {
-    Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap().success()
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success()
 }
 
 /// Polls `f` until it returns Some, within a generous bound.
@@ -153,8 +165,12 @@ pub struct RngtestCounts {
 pub fn parse_rngtest(stderr: &str) -> RngtestCounts {
     let mut c = RngtestCounts::default();
     for line in stderr.lines() {
-        let Some((label, value)) = line.rsplit_once(": ") else { continue };
-        let Ok(v) = value.trim().parse::<u64>() else { continue };
+        let Some((label, value)) = line.rsplit_once(": ") else {
+            continue;
+        };
+        let Ok(v) = value.trim().parse::<u64>() else {
+            continue;
+        };
         let slot = match label {
             l if l.ends_with("FIPS 140-2 successes") => &mut c.successes,
             l if l.ends_with("FIPS 140-2 failures") => &mut c.failures,
@@ -172,7 +188,15 @@ pub fn parse_rngtest(stderr: &str) -> RngtestCounts {
 
 /// Our `check --format json` counts, in rngtest's shape.
 pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::Value) {
-    let out = run(&["check", "--source", file.to_str().unwrap(), "--blocks", &blocks.to_string(), "--format", "json"]);
+    let out = run(&[
+        "check",
+        "--source",
+        file.to_str().unwrap(),
+        "--blocks",
+        &blocks.to_string(),
+        "--format",
+        "json",
+    ]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("check printed no JSON ({e}): {}", stderr(&out)));
     let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"));
@@ -192,13 +216,16 @@ pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::V
 /// the test fails under the test command (RR_REQUIRE_TOOLS=1) and is
 /// skipped with a message otherwise.
 pub fn tool(env: &str, name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os(env).map(PathBuf::from).filter(|p| p.exists()).or_else(|| {
-        std::env::var_os("PATH")?
-            .to_str()?
-            .split(':')
-            .map(|d| Path::new(d).join(name))
-            .find(|p| p.exists())
-    });
+    let found = std::env::var_os(env)
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
+        .or_else(|| {
+            std::env::var_os("PATH")?
+                .to_str()?
+                .split(':')
+                .map(|d| Path::new(d).join(name))
+                .find(|p| p.exists())
+        });
     if found.is_none() {
         let msg = format!("{name} not found (set {env} or run the README's test command)");
         if std::env::var_os("RR_REQUIRE_TOOLS").is_some() {
@@ -242,7 +269,11 @@ pub fn require_root() -> bool {
 
 /// A free loopback port (bound and released; good enough on a test machine).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A running `random-refresher run` whose log lines are collected; it is
@@ -256,11 +287,20 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `run` with the server on a free loopback port.
     pub fn start(args: &[&str]) -> Daemon {
-        Self::start_with(bin().arg("run").args(["--listen-address", "127.0.0.1:0"]).args(args))
+        Self::start_with(
+            bin()
+                .arg("run")
+                .args(["--listen-address", "127.0.0.1:0"])
+                .args(args),
+        )
     }
 
     pub fn start_with(cmd: &mut Command) -> Daemon {
-        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let err = child.stderr.take().unwrap();
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = lines.clone();
@@ -270,16 +310,30 @@ impl Daemon {
                 sink.lock().unwrap().push(line);
             }
         });
-        let mut d = Daemon { child, lines, addr: None };
+        let mut d = Daemon {
+            child,
+            lines,
+            addr: None,
+        };
         d.addr = d.wait_for_log("serving /metrics").and_then(|l| {
-            l.split("address=").nth(1)?.split_whitespace().next()?.parse().ok()
+            l.split("address=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
         });
         d
     }
 
     pub fn wait_for_log(&self, needle: &str) -> Option<String> {
         eventually(Duration::from_secs(20), || {
-            self.lines.lock().unwrap().iter().find(|l| l.contains(needle)).cloned()
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned()
         })
     }
 
@@ -299,7 +353,10 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let _ = wait_bounded(&mut self.child, Duration::from_secs(10));
     }
 }
@@ -313,13 +370,18 @@ pub fn metric_value(text: &str, series: &str) -> Option<f64> {
 
 /// A minimal HTTP/1.1 GET: status and body.
 pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let raw = http_raw(addr, format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes());
+    let raw = http_raw(
+        addr,
+        format!("GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes(),
+    );
     parse_response(&raw)
 }
 
 pub fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     s.write_all(request).unwrap();
     let mut out = String::new();
@@ -328,7 +390,14 @@ pub fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
 }
 
 pub fn parse_response(raw: &str) -> (u16, String) {
-    let status = raw.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
