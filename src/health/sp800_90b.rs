@@ -90,26 +90,34 @@ impl RepetitionCount {
     /// Feeds bytes in order; true if the test fired at least once. After a
     /// failure the count restarts so that each stuck stretch counts once.
     ///
-    /// Eight bytes at a time: where no byte equals the one before it (all
-    /// but about one word in 32 of good data) the run simply restarts at the
-    /// word's last byte; other words go byte by byte.
+    /// Good data has three equal bytes in a row about once in 65,536
+    /// positions, so with a cutoff of 3 or more the bytes after the first
+    /// few are screened a word at a time for such a triple; only a slice
+    /// that has one is walked byte by byte.
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        let mut failed = false;
-        let (words, tail) = bytes.as_chunks::<8>();
-        for word in words {
-            let x = u64::from_le_bytes(*word);
-            // Byte j of `before` is the byte before byte j; with no byte
-            // before, one unlike byte 0.
-            let prev = self.last.unwrap_or(word[0] ^ 1);
-            let before = (x << 8) | u64::from(prev);
-            if swar::zero_byte_mask(x ^ before) == 0 {
-                self.last = Some(word[7]);
-                self.count = 1;
-            } else {
-                failed |= self.feed_bytes(word);
-            }
+        const HEAD: usize = 8;
+        if self.cutoff < 3 || bytes.len() < HEAD + 8 {
+            return self.feed_bytes(bytes);
         }
-        failed | self.feed_bytes(tail)
+        // The head goes byte by byte: it continues the run carried in.
+        let mut failed = self.feed_bytes(&bytes[..HEAD]);
+        let load = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
+        let words_end = HEAD + (bytes.len() - HEAD) / 8 * 8;
+        let mut triples = 0u64;
+        for i in (HEAD..words_end).step_by(8) {
+            let x = load(i);
+            triples |= swar::zero_byte_mask(x ^ load(i - 1)) & swar::zero_byte_mask(x ^ load(i - 2));
+        }
+        if triples != 0 {
+            return failed | self.feed_bytes(&bytes[HEAD..]);
+        }
+        // No byte from HEAD on equals the two before it: no run reaches 3,
+        // and the run at the end of the words is 1 or 2 long.
+        let (a, b) = (bytes[words_end - 2], bytes[words_end - 1]);
+        self.last = Some(b);
+        self.count = if a == b { 2 } else { 1 };
+        failed |= self.feed_bytes(&bytes[words_end..]);
+        failed
     }
 
     fn feed_bytes(&mut self, bytes: &[u8]) -> bool {
