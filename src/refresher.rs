@@ -152,7 +152,6 @@ impl Refresher {
             match Source::open(&slot.spec, &config.limits) {
                 Ok(s) => slot.source = Some(s),
                 Err(e) => {
-                    warn!(source = %slot.label, error = %e, "source cannot be opened; will retry");
                     note_read_error(slot, &e);
                     errors.push(e.to_string());
                 }

