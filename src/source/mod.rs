@@ -94,6 +94,20 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// Every `kind()`, for series that should exist before the first error.
+    pub const KINDS: [&'static str; 10] = [
+        "not_found",
+        "permission_denied",
+        "open",
+        "eof",
+        "device_gone",
+        "io",
+        "timeout",
+        "stopped",
+        "unsupported",
+        "cpu_exhausted",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             Self::NotFound { .. } => "not_found",

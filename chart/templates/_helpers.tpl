@@ -1,0 +1,239 @@
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "random-refresher.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Object name prefix: release name and chart name, once if one contains the other. */}}
+{{- define "random-refresher.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "random-refresher.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels on every object. */}}
+{{- define "random-refresher.labels" -}}
+helm.sh/chart: {{ include "random-refresher.chart" . }}
+{{ include "random-refresher.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: node-daemon
+app.kubernetes.io/part-of: random-refresher
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select the daemon Pods; never change them across upgrades. */}}
+{{- define "random-refresher.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "random-refresher.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "random-refresher.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "random-refresher.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The image reference: repository@digest when a digest is set, else repository:tag. */}}
+{{- define "random-refresher.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Whether the kernel sink (and so CAP_SYS_ADMIN) is on. */}}
+{{- define "random-refresher.kernelSink" -}}
+{{- if has "kernel" .Values.refresher.sinks }}true{{ end }}
+{{- end }}
+
+{{/* The container's security context for the chosen mode. */}}
+{{- define "random-refresher.securityContext" -}}
+{{- if .Values.securityContext }}
+{{- toYaml .Values.securityContext }}
+{{- else if .Values.devicePlugin.enabled }}
+privileged: false
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsUser: 0
+runAsNonRoot: false
+capabilities:
+  drop: [ALL]
+  {{- if include "random-refresher.kernelSink" . }}
+  add: [SYS_ADMIN]
+  {{- end }}
+seccompProfile:
+  type: RuntimeDefault
+{{- else }}
+privileged: true
+readOnlyRootFilesystem: true
+runAsUser: 0
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+{{- end }}
+
+{{/* A duration such as 30s, 5m or 1h in seconds. */}}
+{{- define "random-refresher.seconds" -}}
+{{- $d := toString . }}
+{{- if hasSuffix "ms" $d }}{{ div (trimSuffix "ms" $d | atoi) 1000 }}
+{{- else if hasSuffix "h" $d }}{{ mul (trimSuffix "h" $d | atoi) 3600 }}
+{{- else if hasSuffix "m" $d }}{{ mul (trimSuffix "m" $d | atoi) 60 }}
+{{- else }}{{ trimSuffix "s" $d | atoi }}{{ end }}
+{{- end }}
+
+{{/* The daemon's command line. */}}
+{{- define "random-refresher.args" -}}
+- run
+{{- range .Values.refresher.sources }}
+- --source={{ . }}
+{{- end }}
+{{- range .Values.refresher.sinks }}
+- --sink={{ . }}
+{{- end }}
+- --interval={{ .Values.refresher.interval }}
+- --batch-size={{ .Values.refresher.batchSize }}
+- --read-timeout={{ .Values.refresher.readTimeout }}
+- --max-failed-cycles={{ .Values.refresher.maxFailedCycles }}
+{{- with .Values.refresher.entropyPerByte }}
+- --entropy-per-byte={{ . }}
+{{- end }}
+- --listen-address=0.0.0.0:{{ .Values.metrics.port }}
+{{- if not .Values.devicePlugin.enabled }}
+- --sys-root=/host/sys
+{{- end }}
+{{- if .Values.refresher.nodeLabel }}
+- --metrics-label=node=$(NODE_NAME)
+{{- end }}
+{{- with .Values.push.gateway }}
+- --push-gateway={{ . }}
+- --push-instance=$(NODE_NAME)
+{{- end }}
+{{- with .Values.push.interval }}
+- --push-interval={{ . }}
+{{- end }}
+- --log-format={{ .Values.refresher.logFormat }}
+- --log-level={{ .Values.refresher.logLevel }}
+{{- with .Values.extraArgs }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* The Pod spec shared by the DaemonSet and the static Pod. */}}
+{{- define "random-refresher.podSpec" -}}
+{{- if not .Values.staticPod }}
+serviceAccountName: {{ include "random-refresher.serviceAccountName" . }}
+{{- end }}
+automountServiceAccountToken: false
+enableServiceLinks: false
+hostNetwork: false
+hostPID: false
+hostIPC: false
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.podSecurityContext }}
+securityContext:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: random-refresher
+    image: {{ include "random-refresher.image" . }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args:
+      {{- include "random-refresher.args" . | trim | nindent 6 }}
+    env:
+      - name: NODE_NAME
+        valueFrom:
+          fieldRef:
+            fieldPath: spec.nodeName
+      {{- with .Values.extraEnv }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    ports:
+      - name: metrics
+        containerPort: {{ .Values.metrics.port }}
+        protocol: TCP
+        {{- if .Values.hostPort.enabled }}
+        hostPort: {{ .Values.hostPort.port }}
+        {{- end }}
+    {{- with .Values.livenessProbe }}
+    livenessProbe:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.readinessProbe }}
+    readinessProbe:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    resources:
+      {{- $resources := deepCopy (default dict .Values.resources) }}
+      {{- if .Values.devicePlugin.enabled }}
+      {{- $limits := default dict $resources.limits }}
+      {{- $_ := set $limits .Values.devicePlugin.resourceName 1 }}
+      {{- $_ := set $resources "limits" $limits }}
+      {{- end }}
+      {{- toYaml $resources | nindent 6 }}
+    securityContext:
+      {{- include "random-refresher.securityContext" . | trim | nindent 6 }}
+    {{- if not .Values.devicePlugin.enabled }}
+    volumeMounts:
+      - name: host-dev
+        mountPath: /host/dev
+        readOnly: true
+      - name: host-sys
+        mountPath: /host/sys
+        readOnly: true
+    {{- end }}
+{{- if not .Values.devicePlugin.enabled }}
+volumes:
+  - name: host-dev
+    hostPath:
+      path: {{ .Values.hostPaths.dev }}
+      type: Directory
+  - name: host-sys
+    hostPath:
+      path: {{ .Values.hostPaths.sys }}
+      type: Directory
+{{- end }}
+{{- with .Values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* checkov skip annotations, each with its reason; takes a dict of CHECK: reason. */}}
+{{- define "random-refresher.checkovSkips" -}}
+{{- $i := 0 }}
+{{- range $check, $reason := . }}
+{{- $i = add1 $i }}
+checkov.io/skip{{ $i }}: {{ printf "%s=%s" $check $reason | quote }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,398 @@
+"""The Helm chart, proven without a cluster: helm lint, the Kubernetes and
+Prometheus Operator schemas, checkov, assertions on the rendered objects, and
+the real image started the way the kubelet would start the rendered Pod.
+
+Run by tests/run.sh, which installs helm, kubernetes-validate, checkov, the
+operator models (npm) and builds the image; RR_HELM, RR_NPM_TOOLS, RR_IMAGE
+and RR_BINARY tell these tests where they are.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHART = os.path.join(ROOT, "chart")
+CI_FILES = sorted(f for f in os.listdir(os.path.join(CHART, "ci")) if f.endswith(".yaml"))
+K8S_VERSIONS = ["1.25.0", "1.29.0", "1.33.0", "1.37.0"]
+OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+def helm():
+    return os.environ.get("RR_HELM") or shutil.which("helm") or pytest.fail("no helm (run tests/run.sh)")
+
+
+def render(*values_files, sets=(), check=True):
+    cmd = [helm(), "template", "rr", CHART, "--namespace", "hwrng"]
+    for f in values_files:
+        cmd += ["-f", os.path.join(CHART, "ci", f) if not os.path.isabs(f) else f]
+    for s in sets:
+        cmd += ["--set", s]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if not check:
+        return p
+    assert p.returncode == 0, p.stderr
+    return [d for d in yaml.safe_load_all(p.stdout) if d]
+
+
+def one(docs, kind, name_suffix=""):
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(name_suffix)]
+    assert len(found) == 1, f"{len(found)} {kind} objects"
+    return found[0]
+
+
+def pod_spec(docs):
+    for d in docs:
+        if d["kind"] == "DaemonSet":
+            return d["spec"]["template"]["spec"], d["spec"]["template"]["metadata"]["labels"]
+        if d["kind"] == "Pod" and "helm.sh/hook" not in d["metadata"].get("annotations", {}):
+            return d["spec"], d["metadata"]["labels"]
+    pytest.fail("no workload rendered")
+
+
+def container(docs):
+    return pod_spec(docs)[0]["containers"][0]
+
+
+# --- lint and schemas ---------------------------------------------------------
+
+@pytest.mark.parametrize("values", [None] + CI_FILES)
+def test_helm_lint_strict(values):
+    cmd = [helm(), "lint", "--strict", CHART]
+    if values:
+        cmd += ["-f", os.path.join(CHART, "ci", values)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("values", CI_FILES)
+def test_renderings_are_valid_kubernetes_objects(values, tmp_path):
+    docs = [d for d in render(values) if d["kind"] not in OPERATOR_KINDS]
+    path = tmp_path / "objects.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    for version in K8S_VERSIONS:
+        p = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "-k", version, str(path)],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, f"{values} on {version}: {p.stdout}{p.stderr}"
+
+
+def operator_validate(objs):
+    tools = os.environ.get("RR_NPM_TOOLS") or pytest.fail("no RR_NPM_TOOLS (run tests/run.sh)")
+    return subprocess.run(["node", os.path.join(ROOT, "tests/chart/validate-monitoring.mjs")],
+                          input=json.dumps(objs), capture_output=True, text=True,
+                          env={**os.environ, "RR_NPM_TOOLS": os.path.abspath(tools)})
+
+
+def test_monitoring_objects_are_valid_for_the_prometheus_operator():
+    objs = [d for d in render("monitors-values.yaml") if d["kind"] in OPERATOR_KINDS]
+    assert {o["kind"] for o in objs} == OPERATOR_KINDS
+    p = operator_validate(objs)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count(": valid") == 3
+    # The validator is not a rubber stamp.
+    bad = json.loads(json.dumps(objs[0]))
+    bad["spec"]["endpoints" if bad["kind"] == "ServiceMonitor" else "podMetricsEndpoints"] = "everywhere"
+    bad["spec"]["groups"] = 7
+    assert operator_validate([bad]).returncode == 1
+
+
+@pytest.mark.parametrize("values", CI_FILES)
+def test_checkov_is_clean_or_every_skip_is_justified(values, tmp_path):
+    docs = render(values)
+    path = tmp_path / "rendered.yaml"
+    path.write_text(yaml.safe_dump_all(docs))
+    # --skip-download: checkov runs offline (it would fetch guideline links).
+    p = subprocess.run(["checkov", "--skip-download", "--quiet", "--compact", "--framework", "kubernetes", "-f", str(path)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-4000:] + p.stderr[-2000:]
+    for d in docs:
+        for k, v in d["metadata"].get("annotations", {}).items():
+            if k.startswith("checkov.io/skip"):
+                check, _, reason = v.partition("=")
+                assert re.match(r"^CKV2?_K8S_\d+$", check) and len(reason) > 20, v
+
+
+@pytest.mark.parametrize("bad, where", [
+    ("refresher.batchSize=2501", "/refresher/batchSize"),
+    ("refresher.sinks={pool}", "/refresher/sinks/0"),
+    ("refresher.interval=soon", "/refresher/interval"),
+    ("image.digest=sha256:xyz", "/image/digest"),
+    ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+    ("updateStrategy.rollingUpdate.maxUnavailable=ten", "/updateStrategy/rollingUpdate/maxUnavailable"),
+    ("push.gateway=https://pgw:9091", "/push/gateway"),
+    ("metrics.port=70000", "/metrics/port"),
+    ("refreshr.interval=30s", "refreshr"),
+])
+def test_the_schema_rejects_bad_values_with_the_path(bad, where):
+    p = render(sets=[bad], check=False)
+    assert p.returncode != 0
+    assert where in p.stderr, p.stderr
+
+
+def test_a_service_monitor_without_a_service_is_refused():
+    p = render(sets=["serviceMonitor.enabled=true", "service.enabled=false"], check=False)
+    assert p.returncode != 0 and "needs service.enabled" in p.stderr
+
+
+# --- the rendered objects -----------------------------------------------------
+
+def test_default_daemonset():
+    docs = render("default-values.yaml")
+    ds = one(docs, "DaemonSet")
+    spec, labels = pod_spec(docs)
+    c = container(docs)
+    assert ds["apiVersion"] == "apps/v1"
+    assert spec["nodeSelector"] == {"feature": "hw-rng"}
+    assert ds["spec"]["updateStrategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": "10%"}}
+    assert not spec["hostNetwork"] and not spec["hostPID"] and not spec["hostIPC"]
+    assert spec["automountServiceAccountToken"] is False
+    vols = {v["name"]: v for v in spec["volumes"]}
+    assert vols["host-dev"]["hostPath"] == {"path": "/dev", "type": "Directory"}
+    assert vols["host-sys"]["hostPath"] == {"path": "/sys", "type": "Directory"}
+    mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
+    assert mounts["/host/dev"]["readOnly"] and mounts["/host/sys"]["readOnly"]
+    assert c["ports"] == [{"name": "metrics", "containerPort": 9742, "protocol": "TCP"}]
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    sc = c["securityContext"]
+    assert sc["privileged"] and sc["readOnlyRootFilesystem"] and sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["args"][0] == "run" and "--source=/host/dev/hwrng" in c["args"] and "--sink=kernel" in c["args"]
+    assert "--metrics-label=node=$(NODE_NAME)" in c["args"]
+    assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in c["env"]
+    assert c["image"] == "ghcr.io/random-refresher/random-refresher:0.1.0"
+    for key in ["helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
+                "app.kubernetes.io/version", "app.kubernetes.io/managed-by"]:
+        assert key in ds["metadata"]["labels"] and key in labels
+    sa = one(docs, "ServiceAccount")
+    assert sa["automountServiceAccountToken"] is False
+    assert spec["serviceAccountName"] == sa["metadata"]["name"]
+
+
+def test_least_privilege_mode():
+    c = container(render("least-privilege-values.yaml"))
+    spec, _ = pod_spec(render("least-privilege-values.yaml"))
+    assert "volumes" not in spec, "no hostPath in least-privilege mode"
+    sc = c["securityContext"]
+    assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    assert c["resources"]["limits"]["squat.ai/hwrng"] == 1
+    assert "--source=/dev/hwrng" in c["args"] and not any(a.startswith("--sys-root") for a in c["args"])
+    assert spec["priorityClassName"] == "system-node-critical"
+
+    mix = container(render("mix-only-values.yaml"))
+    assert mix["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert "--sink=mix" in mix["args"] and "--source=rdseed" in mix["args"]
+
+
+def test_services_select_the_daemon_pods():
+    for values in ["default-values.yaml", "headless-hostport-values.yaml"]:
+        docs = render(values)
+        _, labels = pod_spec(docs)
+        services = [d for d in docs if d["kind"] == "Service"]
+        assert services
+        for svc in services:
+            sel = svc["spec"]["selector"]
+            assert sel and all(labels.get(k) == v for k, v in sel.items()), svc["metadata"]["name"]
+            assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    docs = render("headless-hostport-values.yaml")
+    headless = one(docs, "Service", "-headless")
+    assert headless["spec"]["clusterIP"] == "None" and headless["spec"]["publishNotReadyAddresses"]
+    assert container(docs)["ports"][0]["hostPort"] == 19742
+    assert not [d for d in docs if d["kind"] == "Service" and not d["metadata"]["name"].endswith("-headless")]
+    sm = one(docs, "ServiceMonitor")
+    assert sm["spec"]["selector"]["matchLabels"].items() <= headless["metadata"]["labels"].items()
+
+
+def test_push_values_become_flags():
+    args = container(render("push-values.yaml"))["args"]
+    assert "--push-gateway=http://prometheus-pushgateway.monitoring.svc:9091" in args
+    assert "--push-interval=1m" in args and "--push-instance=$(NODE_NAME)" in args
+    assert "--interval=5m" in args and "--batch-size=25000" in args
+
+
+def test_static_pod_is_the_same_daemon_alone():
+    docs = render("static-pod-values.yaml")
+    assert [d["kind"] for d in docs] == ["Pod"]
+    pod = docs[0]
+    assert "serviceAccountName" not in pod["spec"]
+    assert pod["spec"]["containers"][0]["args"] == container(render("default-values.yaml"))["args"]
+
+
+def test_digest_pins_the_image():
+    docs = render("digest-values.yaml")
+    c = container(docs)
+    assert c["image"] == ("registry.example.com/platform/random-refresher@sha256:"
+                          "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+    spec, labels = pod_spec(docs)
+    assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}]
+    assert labels["team"] == "platform"
+
+
+def test_helm_test_pod_gets_readyz_and_metrics_with_the_daemon_image():
+    docs = render("default-values.yaml")
+    pod = [d for d in docs if d["kind"] == "Pod" and d["metadata"]["annotations"].get("helm.sh/hook") == "test"][0]
+    urls = [a for c in pod["spec"]["containers"] for a in c["args"] if a.startswith("--url=")]
+    assert urls == ["--url=http://rr-random-refresher.hwrng.svc:9742/readyz",
+                    "--url=http://rr-random-refresher.hwrng.svc:9742/metrics"]
+
+
+def test_notes_explain_desired_zero_and_pod_security():
+    p = subprocess.run([helm(), "install", "rr", CHART, "--dry-run=client", "--namespace", "hwrng"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "DESIRED is 0 until a node matches" in p.stdout
+    assert "kubectl label node NODE feature=hw-rng" in p.stdout
+    assert "pod-security.kubernetes.io/enforce=privileged" in p.stdout
+
+
+# --- the chart against the binary ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def live_metrics():
+    """/metrics of a running daemon (the built binary, a file source)."""
+    binary = os.environ.get("RR_BINARY") or os.path.join(ROOT, "target/release/random-refresher")
+    data = os.path.join(ROOT, "target", "chart-test-source.bin")
+    with open(data, "wb") as f:
+        f.write(subprocess.run([binary, "once", "--source", "rdrand", "--sink", "stdout", "--batch-size", "250000"],
+                               capture_output=True, check=True).stdout)
+    port = free_port()
+    proc = subprocess.Popen([binary, "run", "--source", data, "--sink", "stdout", "--interval", "1h",
+                             "--listen-address", f"127.0.0.1:{port}", "--metrics-label", "node=n1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield wait_http(f"http://127.0.0.1:{port}/metrics")[1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+
+
+def metric_names(text):
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def referenced_metrics(expr):
+    words = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b", re.sub(r'"[^"]*"', "", expr)))
+    return {w for w in words if w.startswith(("random_refresher_", "process_", "kube_"))}
+
+
+def test_alerts_and_dashboard_name_only_exported_metrics(live_metrics, tmp_path):
+    exported = metric_names(live_metrics)
+    # Histograms are exported as _bucket/_sum/_count.
+    exported |= {n.rsplit("_", 1)[0] for n in exported if n.endswith(("_bucket", "_sum", "_count"))}
+    rule = one(render("monitors-values.yaml"), "PrometheusRule")
+    exprs = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    dash = json.load(open(os.path.join(CHART, "dashboards/random-refresher.json")))
+    exprs += [t["expr"] for p in dash["panels"] for t in p["targets"]]
+    exprs += [dash["templating"]["list"][1]["query"]["query"]]
+    ours = set().union(*(referenced_metrics(e) for e in exprs))
+    kube_state = {m for m in ours if m.startswith("kube_")}
+    assert kube_state <= {"kube_pod_status_ready", "kube_daemonset_status_number_ready",
+                          "kube_daemonset_status_desired_number_scheduled"}
+    missing = (ours - kube_state) - exported - {"random_refresher_source_read_duration_seconds_bucket"}
+    assert not missing, f"alerts or dashboard use metrics the daemon does not export: {missing}"
+    assert {"random_refresher_health_blocks_total", "random_refresher_source_up",
+            "random_refresher_last_refresh_timestamp_seconds"} <= ours
+    # The rules are valid PromQL, as Prometheus itself reads them.
+    promtool = os.environ.get("RR_PROMTOOL") or shutil.which("promtool") or pytest.fail("no promtool")
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    p = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, want=200, seconds=90):
+    deadline = time.time() + seconds
+    last = None
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                last = (r.status, r.read().decode())
+        except urllib.error.HTTPError as e:
+            last = (e.code, e.read().decode())
+        except OSError as e:
+            last = (None, str(e))
+        if last[0] == want:
+            return last
+        time.sleep(0.5)
+    pytest.fail(f"{url}: wanted {want}, last answer {last}")
+
+
+def has_every_capability():
+    with open("/proc/self/status") as f:
+        bounding = next(int(l.split()[1], 16) for l in f if l.startswith("CapBnd:"))
+    return bounding & (1 << 24)
+
+
+def kubelet_docker_args(c, spec, node_name):
+    """`docker run` arguments for the rendered container, as the kubelet would
+    run it: args with $(VAR) expanded from env, the security context, the
+    hostPath volumes and the device plugin's device."""
+    env = {e["name"]: e.get("value", node_name) for e in c["env"]}
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a) for a in c["args"]]
+    run = ["--env", f"NODE_NAME={node_name}"]
+    sc = c["securityContext"]
+    if sc.get("privileged"):
+        # What privileged grants: every capability, every device, no
+        # seccomp filter. This sandbox's own bounding set lacks
+        # CAP_SYS_RESOURCE, so `docker run --privileged` itself is refused
+        # here; the rest of it is granted piece by piece.
+        run += ["--cap-add=ALL", "--device-cgroup-rule=a *:* rwm", "--security-opt", "seccomp=unconfined"]
+        if not has_every_capability():
+            run.append("--cap-drop=SYS_RESOURCE")
+    if sc.get("readOnlyRootFilesystem"):
+        run.append("--read-only")
+    if sc.get("allowPrivilegeEscalation") is False:
+        run += ["--security-opt", "no-new-privileges"]
+    caps = sc.get("capabilities", {})
+    run += [f"--cap-drop={x}" for x in caps.get("drop", [])] + [f"--cap-add={x}" for x in caps.get("add", [])]
+    if "runAsUser" in sc:
+        run += ["--user", str(sc["runAsUser"])]
+    vols = {v["name"]: v for v in spec.get("volumes", [])}
+    for m in c.get("volumeMounts", []):
+        host = vols[m["name"]]["hostPath"]["path"]
+        run += ["-v", f"{host}:{m['mountPath']}:{'ro' if m.get('readOnly') else 'rw'}"]
+    if any("hwrng" in k for k in c["resources"].get("limits", {})):
+        run += ["--device", "/dev/hwrng"]  # what the device plugin hands out
+    return run, args
+
+
+@pytest.mark.parametrize("values", ["default-values.yaml", "least-privilege-values.yaml"])
+def test_the_image_answers_the_rendered_probes(values):
+    image = os.environ.get("RR_IMAGE") or pytest.fail("no RR_IMAGE (run tests/run.sh)")
+    docs = render(values)
+    spec, _ = pod_spec(docs)
+    c = spec["containers"][0]
+    run, args = kubelet_docker_args(c, spec, "node-1")
+    port = c["ports"][0]["containerPort"]
+    host_port = free_port()
+    name = f"rr-chart-{os.getpid()}-{values.split('-')[0]}"
+    cmd = ["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{host_port}:{port}", *run, image, *args]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    try:
+        for probe in ["livenessProbe", "readinessProbe"]:
+            get = c[probe]["httpGet"]
+            assert get["port"] == "metrics"
+            wait_http(f"http://127.0.0.1:{host_port}{get['path']}")
+        status, text = wait_http(f"http://127.0.0.1:{host_port}/metrics")
+        assert 'node="node-1"' in text
+        assert re.search(r'random_refresher_cycles_total\{node="node-1",result="ok"\} [1-9]', text), text[:2000]
+    finally:
+        logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    assert "ERROR" not in logs.stderr, logs.stderr
