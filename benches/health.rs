@@ -178,6 +178,8 @@ fn cycle(c: &mut Criterion) {
         policy: FailurePolicy::default(),
         limits: limits(),
         kernel: KernelPaths::new("/proc".as_ref(), "/sys".as_ref()),
+        quarantine: false,
+        state_dir: None,
     };
     let mut g = c.benchmark_group("cycle");
     g.throughput(Throughput::Bytes(BATCH as u64));

@@ -68,12 +68,20 @@ fn fail(code: u8, message: &str) -> u8 {
     code
 }
 
+/// Installs the handlers; signals that come before `forward_signals` wait.
+fn register_signals() -> std::io::Result<Signals> {
+    Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])
+}
+
+fn watch_signals(stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Request>> {
+    forward_signals(register_signals()?, stop)
+}
+
 /// Starts the signal thread: SIGTERM and SIGINT set `stop` at once (so a
 /// read in progress ends) and ask the loop to shut down; SIGHUP and SIGUSR1
 /// become requests the loop serves between cycles.
-fn watch_signals(stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Request>> {
+fn forward_signals(mut signals: Signals, stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Request>> {
     let (tx, rx) = mpsc::channel();
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
@@ -119,13 +127,15 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Config {
         },
         limits,
         kernel: KernelPaths::new(&s.kernel.proc_root, &s.kernel.sys_root),
+        quarantine: args.quarantine_hwrng,
+        state_dir: Some(args.state_dir.clone()),
     }
 }
 
 fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
     let stop = Arc::new(AtomicBool::new(false));
-    let requests = match watch_signals(Arc::clone(&stop)) {
-        Ok(rx) => rx,
+    let signals = match register_signals() {
+        Ok(s) => s,
         Err(e) => return fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")),
     };
     let config = config(args, read_limits(&args.source, &stop));
@@ -157,12 +167,27 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
             .with_exporter(Arc::clone(&exporter)),
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };
+    // Everything privileged is open: keep only what the sinks need, before
+    // any other thread starts.
+    match crate::privileges::drop_privileges(refresher.privilege_needs(), args.user) {
+        Ok(kept) => info!(capabilities = ?kept, uid = ?args.user.map(|u| u.uid), "privileges dropped"),
+        Err(e) => {
+            refresher.finish();
+            return fail(EXIT_CONFIG, &format!("--user: {e}"));
+        }
+    }
+    let requests = match forward_signals(signals, Arc::clone(&stop)) {
+        Ok(rx) => rx,
+        Err(e) => return fail(EXIT_FAILED, &format!("cannot start the signal thread: {e}")),
+    };
     let mut pusher = t.push_gateway.as_deref().map(|gateway| {
         let instance = t.push_instance.clone().unwrap_or_else(push::host_name);
         Pusher::new(gateway, &instance, Arc::clone(&exporter))
     });
     if !daemon {
         let outcome = refresher.cycle();
+        refresher.finish();
+        drop(requests);
         if let Some(p) = pusher.as_mut()
             && p.push().is_ok()
         {
@@ -208,6 +233,7 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
         None => None,
     };
     let result = refresher.run(&requests, &stop);
+    refresher.finish();
     refresher.log_statistics();
     match result {
         Ok(()) => {

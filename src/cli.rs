@@ -245,6 +245,20 @@ pub struct RefreshArgs {
           env = "RANDOM_REFRESHER_RETRY_MAX")]
     pub retry_max: Duration,
 
+    /// While the hwrng source fails its health tests, set the kernel's
+    /// rng_quality to 0 so that the kernel stops crediting the device too.
+    #[arg(long, env = "RANDOM_REFRESHER_QUARANTINE_HWRNG")]
+    pub quarantine_hwrng: bool,
+
+    /// Where the quarantine marker lives (it survives a crash).
+    #[arg(long, value_name = "PATH", default_value = "/run/random-refresher", env = "RANDOM_REFRESHER_STATE_DIR")]
+    pub state_dir: PathBuf,
+
+    /// Once started as root, switch to this user, keeping only the
+    /// capabilities the sinks need.
+    #[arg(long, value_name = "UID[:GID]", env = "RANDOM_REFRESHER_USER")]
+    pub user: Option<crate::privileges::User>,
+
     #[command(flatten)]
     pub telemetry: TelemetryArgs,
 }

@@ -128,3 +128,103 @@ mod tests {
         assert_eq!(c.bounding, 0x1ff_ffff_ffff);
     }
 }
+
+/// The kernel's credit for its hardware RNG, `rng_quality` (0 to 1024), held
+/// at 0 while the device fails its health tests, so that the kernel's own
+/// `[hwrng]` thread stops crediting it.
+///
+/// The file is opened once, at start, so that writing it later needs no
+/// privilege. A marker in the state folder records the quality found, so
+/// that a quarantine left by a crash is recognised (and not mistaken for an
+/// administrator's 0) and lifted once the device passes again.
+#[derive(Debug)]
+pub struct Quarantine {
+    file: std::fs::File,
+    path: PathBuf,
+    marker: Option<PathBuf>,
+    rng: String,
+    /// The quality to restore, while the quarantine holds.
+    held: Option<u32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QuarantineError {
+    #[error("{path}: {source} (quarantine needs the host's /sys writable: a privileged container)")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0}: no hardware RNG is current")]
+    NoRng(PathBuf),
+}
+
+const MARKER: &str = "hwrng-quarantine";
+
+impl Quarantine {
+    pub fn open(paths: &KernelPaths, state_dir: Option<&Path>) -> Result<Self, QuarantineError> {
+        let path = paths.rng_quality_path();
+        let io = |source| QuarantineError::Io { path: path.clone(), source };
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(io)?;
+        let rng = paths.read().rng_current.ok_or_else(|| QuarantineError::NoRng(path.clone()))?;
+        let marker = state_dir.map(|d| d.join(MARKER));
+        let mut q = Self { file, path, marker, rng, held: None };
+        // A marker for this device with the quality still at 0 is a
+        // quarantine an earlier run did not lift.
+        if let Some(m) = &q.marker
+            && let Ok(text) = std::fs::read_to_string(m)
+        {
+            let mut fields = text.split_whitespace();
+            let (rng, quality) = (fields.next(), fields.next().and_then(|v| v.parse().ok()));
+            if rng == Some(q.rng.as_str()) && q.current()? == 0 {
+                q.held = quality;
+            } else {
+                let _ = std::fs::remove_file(m);
+            }
+        }
+        Ok(q)
+    }
+
+    pub fn rng(&self) -> &str {
+        &self.rng
+    }
+
+    pub fn is_held(&self) -> bool {
+        self.held.is_some()
+    }
+
+    fn current(&self) -> Result<u32, QuarantineError> {
+        let mut buf = [0u8; 16];
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut buf, 0)
+            .map_err(|source| QuarantineError::Io { path: self.path.clone(), source })?;
+        Ok(std::str::from_utf8(&buf[..n]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0))
+    }
+
+    fn write(&self, quality: u32) -> Result<(), QuarantineError> {
+        std::os::unix::fs::FileExt::write_at(&self.file, format!("{quality}\n").as_bytes(), 0)
+            .map(drop)
+            .map_err(|source| QuarantineError::Io { path: self.path.clone(), source })
+    }
+
+    /// Sets the quality to 0; returns the quality found, or None if already held.
+    pub fn hold(&mut self) -> Result<Option<u32>, QuarantineError> {
+        if self.held.is_some() {
+            return Ok(None);
+        }
+        let found = self.current()?;
+        if let Some(m) = &self.marker {
+            let _ = std::fs::create_dir_all(m.parent().unwrap_or(Path::new("/")));
+            let _ = std::fs::write(m, format!("{} {found}\n", self.rng));
+        }
+        self.write(0)?;
+        self.held = Some(found);
+        Ok(Some(found))
+    }
+
+    /// Restores the quality found; returns it, or None if nothing was held.
+    pub fn release(&mut self) -> Result<Option<u32>, QuarantineError> {
+        let Some(found) = self.held else { return Ok(None) };
+        self.write(found)?;
+        self.held = None;
+        if let Some(m) = &self.marker {
+            let _ = std::fs::remove_file(m);
+        }
+        Ok(Some(found))
+    }
+}

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod health;
 pub mod inventory;
 pub mod kernel;
+pub mod privileges;
 pub mod refresher;
 pub mod sink;
 pub mod source;

@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::health::{
     BLOCK_BYTES, Block, ContinuousRun, Cutoffs, FailurePolicy, HealthGate, SourceHealth,
 };
-use crate::kernel::KernelPaths;
+use crate::kernel::{KernelPaths, Quarantine, QuarantineError};
 use crate::sink::{Sink, SinkError, SinkSpec};
 use crate::source::{CpuInstruction, ReadLimits, Source, SourceError, SourceSpec};
 use crate::telemetry::exporter::Exporter;
@@ -45,6 +45,10 @@ pub struct Config {
     pub policy: FailurePolicy,
     pub limits: ReadLimits,
     pub kernel: KernelPaths,
+    /// Hold the kernel's `rng_quality` at 0 while the hwrng source fails.
+    pub quarantine: bool,
+    /// Where the quarantine marker lives, to survive a crash.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// What a signal asks of the loop.
@@ -63,6 +67,8 @@ pub enum StartError {
     NoSource(String),
     #[error("--sink {spec}: {source}")]
     Sink { spec: SinkSpec, source: SinkError },
+    #[error("--quarantine-hwrng: {0}")]
+    Quarantine(#[from] QuarantineError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +102,10 @@ struct SourceSlot {
     entropy_per_byte: f64,
     /// The kind of the last error, so that each change is logged once.
     last_error: Option<&'static str>,
+    /// Marked failed by the health tests (not by a read error).
+    failed_by_tests: bool,
+    /// This cycle it delivered every block asked of it.
+    whole_batch: bool,
 }
 
 struct SinkSlot {
@@ -125,6 +135,7 @@ pub struct Refresher {
     credited_bits_remainder: u64,
     status: Option<Arc<LoopStatus>>,
     exporter: Option<Arc<Exporter>>,
+    quarantine: Option<Quarantine>,
 }
 
 impl Refresher {
@@ -145,6 +156,8 @@ impl Refresher {
                     _ => 8.0,
                 }),
                 last_error: None,
+                failed_by_tests: false,
+                whole_batch: false,
             })
             .collect();
         let mut errors = Vec::new();
@@ -181,6 +194,16 @@ impl Refresher {
             })
             .collect::<Result<Vec<_>, _>>()?;
         register_series(&slots, &config.sinks);
+        let quarantine = if config.quarantine {
+            let q = Quarantine::open(&config.kernel, config.state_dir.as_deref())?;
+            if q.is_held() {
+                warn!(rng = q.rng(), "a quarantine left by an earlier run holds; it lifts once the device passes again");
+            }
+            gauge!(names::HWRNG_QUARANTINED, "rng" => q.rng().to_string()).set(f64::from(u8::from(q.is_held())));
+            Some(q)
+        } else {
+            None
+        };
         let batch = vec![0u8; config.batch_size];
         Ok(Self {
             config,
@@ -193,6 +216,7 @@ impl Refresher {
             credited_bits_remainder: 0,
             status: None,
             exporter: None,
+            quarantine,
         })
     }
 
@@ -216,6 +240,7 @@ impl Refresher {
             Ok(None) => CycleOutcome::NoBatch,
             Ok(Some(credit_bits)) => self.deliver(credit_bits),
         };
+        self.update_quarantine();
         let ok = matches!(outcome, CycleOutcome::Delivered { .. });
         if outcome != CycleOutcome::Stopped {
             let result = if ok { "ok" } else { "failed" };
@@ -250,6 +275,9 @@ impl Refresher {
         let mut filled = 0;
         let mut credit = 0.0;
         let now = Instant::now();
+        for slot in &mut self.slots {
+            slot.whole_batch = false;
+        }
         for slot in &mut self.slots {
             if filled == target {
                 break;
@@ -291,8 +319,10 @@ impl Refresher {
             };
             filled += got;
             credit += got as f64 * slot.entropy_per_byte;
-            if retrying && got == wanted_blocks * BLOCK_BYTES {
+            slot.whole_batch = got == wanted_blocks * BLOCK_BYTES;
+            if retrying && slot.whole_batch {
                 slot.health.recovered();
+                slot.failed_by_tests = false;
                 info!(source = %slot.label, "source passed a whole batch again and is trusted");
             }
             set_up(slot);
@@ -339,6 +369,56 @@ impl Refresher {
             }
         } else {
             CycleOutcome::SinkFailed
+        }
+    }
+
+    /// Holds the kernel's credit for its hwrng at 0 while our hwrng source
+    /// fails the health tests, and lifts it once that source delivers a whole
+    /// tested batch again.
+    fn update_quarantine(&mut self) {
+        let Some(q) = self.quarantine.as_mut() else { return };
+        let hwrng = || self.slots.iter().filter(|s| s.spec.is_hwrng());
+        let failing = hwrng().any(|s| s.failed_by_tests);
+        let passing = hwrng().any(|s| s.whole_batch && !s.health.is_failed());
+        let rng = q.rng().to_string();
+        let result = if failing {
+            q.hold().map(|held| {
+                if let Some(found) = held {
+                    error!(rng = %rng, rng_quality_was = found,
+                           "QUARANTINE: the hardware RNG fails its health tests; rng_quality set to 0 so the kernel stops crediting it");
+                }
+            })
+        } else if passing {
+            q.release().map(|released| {
+                if let Some(quality) = released {
+                    warn!(rng = %rng, rng_quality = quality, "quarantine lifted: the hardware RNG passes its health tests again");
+                }
+            })
+        } else {
+            Ok(())
+        };
+        if let Err(e) = result {
+            error!(error = %e, "cannot change the hardware RNG's quality");
+        }
+        gauge!(names::HWRNG_QUARANTINED, "rng" => rng).set(f64::from(u8::from(q.is_held())));
+    }
+
+    /// Restores what the daemon changed in the kernel; call before exiting.
+    pub fn finish(&mut self) {
+        if let Some(q) = self.quarantine.as_mut() {
+            match q.release() {
+                Ok(Some(quality)) => info!(rng = q.rng(), rng_quality = quality, "quarantine lifted at exit"),
+                Ok(None) => {}
+                Err(e) => error!(error = %e, "cannot restore the hardware RNG's quality at exit"),
+            }
+        }
+    }
+
+    /// What the open sources and sinks still need once running.
+    pub fn privilege_needs(&self) -> crate::privileges::Needs {
+        crate::privileges::Needs {
+            sys_admin: self.config.sinks.contains(&SinkSpec::Kernel),
+            reopen_as_other_user: self.config.sources.iter().any(|s| matches!(s, SourceSpec::Path(_))),
         }
     }
 
@@ -486,10 +566,12 @@ fn read_tested(
         let now = Instant::now();
         if retrying {
             slot.health.mark_failed(now);
+            slot.failed_by_tests = true;
             warn!(source = %slot.label, "source still fails the health tests; retrying later");
             break;
         }
         if slot.health.block_failed(now) {
+            slot.failed_by_tests = true;
             error!(source = %slot.label, failures = slot.health.failures(),
                    "source failed the health tests too often and is no longer used");
             break;

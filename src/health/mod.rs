@@ -4,6 +4,7 @@
 
 pub mod fips;
 pub mod policy;
+pub mod repeat;
 pub mod sp800_90b;
 mod swar;
 
@@ -19,11 +20,12 @@ pub struct BlockVerdict {
     pub fips: FipsVerdict,
     pub rct: bool,
     pub apt: bool,
+    pub repeated_block: bool,
 }
 
 impl BlockVerdict {
     pub fn passed(&self) -> bool {
-        self.fips.passed() && !self.rct && !self.apt
+        self.fips.passed() && !self.rct && !self.apt && !self.repeated_block
     }
 
     /// The names of the failed tests, as used in metrics and JSON.
@@ -37,6 +39,7 @@ impl BlockVerdict {
             (f.continuous_run, "continuous_run"),
             (self.rct, "rct"),
             (self.apt, "apt"),
+            (self.repeated_block, "repeated_block"),
         ]
         .into_iter()
         .filter_map(|(failed, name)| failed.then_some(name))
@@ -61,6 +64,7 @@ pub struct HealthGate {
     fips: FipsTester,
     rct: RepetitionCount,
     apt: AdaptiveProportion,
+    repeats: repeat::RepeatedBlocks,
 }
 
 impl HealthGate {
@@ -69,6 +73,7 @@ impl HealthGate {
             fips: FipsTester::new(continuous),
             rct: RepetitionCount::new(cutoffs.rct),
             apt: AdaptiveProportion::new(cutoffs.apt),
+            repeats: repeat::RepeatedBlocks::default(),
         }
     }
 
@@ -77,6 +82,7 @@ impl HealthGate {
             fips: self.fips.test_block(block),
             rct: self.rct.feed(block),
             apt: self.apt.feed(block),
+            repeated_block: self.repeats.seen_before(block),
         }
     }
 }
@@ -94,6 +100,7 @@ pub struct TestCounts {
     pub continuous_run: u64,
     pub rct: u64,
     pub apt: u64,
+    pub repeated_block: u64,
 }
 
 impl TestCounts {
@@ -113,6 +120,7 @@ impl TestCounts {
             (f.continuous_run, &mut self.continuous_run),
             (v.rct, &mut self.rct),
             (v.apt, &mut self.apt),
+            (v.repeated_block, &mut self.repeated_block),
         ] {
             *count += u64::from(failed);
         }
