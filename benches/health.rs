@@ -59,11 +59,21 @@ fn health(c: &mut Criterion) {
     });
     g.bench_function("sp800_90b_rct", |b| {
         let mut rct = RepetitionCount::new(cutoffs.rct);
-        b.iter(|| blocks.iter().filter(|blk| rct.feed(black_box(&blk[..]))).count())
+        b.iter(|| {
+            blocks
+                .iter()
+                .filter(|blk| rct.feed(black_box(&blk[..])))
+                .count()
+        })
     });
     g.bench_function("sp800_90b_apt", |b| {
         let mut apt = AdaptiveProportion::new(cutoffs.apt);
-        b.iter(|| blocks.iter().filter(|blk| apt.feed(black_box(&blk[..]))).count())
+        b.iter(|| {
+            blocks
+                .iter()
+                .filter(|blk| apt.feed(black_box(&blk[..])))
+                .count()
+        })
     });
     g.bench_function("gate", |b| {
         let mut gate = HealthGate::new(cutoffs, ContinuousRun::default());

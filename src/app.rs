@@ -80,7 +80,10 @@ fn watch_signals(stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Request>> {
 /// Starts the signal thread: SIGTERM and SIGINT set `stop` at once (so a
 /// read in progress ends) and ask the loop to shut down; SIGHUP and SIGUSR1
 /// become requests the loop serves between cycles.
-fn forward_signals(mut signals: Signals, stop: Arc<AtomicBool>) -> std::io::Result<Receiver<Request>> {
+fn forward_signals(
+    mut signals: Signals,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<Receiver<Request>> {
     let (tx, rx) = mpsc::channel();
     std::thread::Builder::new()
         .name("signals".into())
@@ -170,7 +173,9 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
     // Everything privileged is open: keep only what the sinks need, before
     // any other thread starts.
     match crate::privileges::drop_privileges(refresher.privilege_needs(), args.user) {
-        Ok(kept) => info!(capabilities = ?kept, uid = ?args.user.map(|u| u.uid), "privileges dropped"),
+        Ok(kept) => {
+            info!(capabilities = ?kept, uid = ?args.user.map(|u| u.uid), "privileges dropped")
+        }
         Err(e) => {
             refresher.finish();
             return fail(EXIT_CONFIG, &format!("--user: {e}"));

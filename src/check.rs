@@ -135,6 +135,11 @@ pub fn print(report: &Report, format: ReportFormat, mut out: impl Write) -> std:
             )?;
             writeln!(
                 out,
+                "Repeated block (one of the last 256): {}",
+                c.repeated_block
+            )?;
+            writeln!(
+                out,
                 "blocks tested: {} in {:.3} s",
                 c.blocks, report.seconds
             )

@@ -251,7 +251,12 @@ pub struct RefreshArgs {
     pub quarantine_hwrng: bool,
 
     /// Where the quarantine marker lives (it survives a crash).
-    #[arg(long, value_name = "PATH", default_value = "/run/random-refresher", env = "RANDOM_REFRESHER_STATE_DIR")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/random-refresher",
+        env = "RANDOM_REFRESHER_STATE_DIR"
+    )]
     pub state_dir: PathBuf,
 
     /// Once started as root, switch to this user, keeping only the

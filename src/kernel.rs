@@ -150,7 +150,10 @@ pub struct Quarantine {
 #[derive(Debug, thiserror::Error)]
 pub enum QuarantineError {
     #[error("{path}: {source} (quarantine needs the host's /sys writable: a privileged container)")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0}: no hardware RNG is current")]
     NoRng(PathBuf),
 }
@@ -160,11 +163,27 @@ const MARKER: &str = "hwrng-quarantine";
 impl Quarantine {
     pub fn open(paths: &KernelPaths, state_dir: Option<&Path>) -> Result<Self, QuarantineError> {
         let path = paths.rng_quality_path();
-        let io = |source| QuarantineError::Io { path: path.clone(), source };
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).map_err(io)?;
-        let rng = paths.read().rng_current.ok_or_else(|| QuarantineError::NoRng(path.clone()))?;
+        let io = |source| QuarantineError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        let rng = paths
+            .read()
+            .rng_current
+            .ok_or_else(|| QuarantineError::NoRng(path.clone()))?;
         let marker = state_dir.map(|d| d.join(MARKER));
-        let mut q = Self { file, path, marker, rng, held: None };
+        let mut q = Self {
+            file,
+            path,
+            marker,
+            rng,
+            held: None,
+        };
         // A marker for this device with the quality still at 0 is a
         // quarantine an earlier run did not lift.
         if let Some(m) = &q.marker
@@ -191,15 +210,30 @@ impl Quarantine {
 
     fn current(&self) -> Result<u32, QuarantineError> {
         let mut buf = [0u8; 16];
-        let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut buf, 0)
-            .map_err(|source| QuarantineError::Io { path: self.path.clone(), source })?;
-        Ok(std::str::from_utf8(&buf[..n]).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0))
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut buf, 0).map_err(|source| {
+            QuarantineError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        Ok(std::str::from_utf8(&buf[..n])
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0))
     }
 
     fn write(&self, quality: u32) -> Result<(), QuarantineError> {
-        std::os::unix::fs::FileExt::write_at(&self.file, format!("{quality}\n").as_bytes(), 0)
-            .map(drop)
-            .map_err(|source| QuarantineError::Io { path: self.path.clone(), source })
+        let text = format!("{quality}\n");
+        std::os::unix::fs::FileExt::write_at(&self.file, text.as_bytes(), 0).map_err(|source| {
+            QuarantineError::Io {
+                path: self.path.clone(),
+                source,
+            }
+        })?;
+        // sysfs takes each write whole; a plain file (a sysfs tree copied for
+        // a test or a chroot) keeps what was longer, so cut it to size.
+        let _ = self.file.set_len(text.len() as u64);
+        Ok(())
     }
 
     /// Sets the quality to 0; returns the quality found, or None if already held.
@@ -219,7 +253,9 @@ impl Quarantine {
 
     /// Restores the quality found; returns it, or None if nothing was held.
     pub fn release(&mut self) -> Result<Option<u32>, QuarantineError> {
-        let Some(found) = self.held else { return Ok(None) };
+        let Some(found) = self.held else {
+            return Ok(None);
+        };
         self.write(found)?;
         self.held = None;
         if let Some(m) = &self.marker {

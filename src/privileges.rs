@@ -43,9 +43,15 @@ impl FromStr for User {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let number = |v: &str| v.parse::<u32>().map_err(|_| format!("`{s}` is not UID[:GID] (numbers, such as 65534:65534)"));
+        let number = |v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| format!("`{s}` is not UID[:GID] (numbers, such as 65534:65534)"))
+        };
         match s.split_once(':') {
-            Some((u, g)) => Ok(Self { uid: number(u)?, gid: number(g)? }),
+            Some((u, g)) => Ok(Self {
+                uid: number(u)?,
+                gid: number(g)?,
+            }),
             None => {
                 let uid = number(s)?;
                 Ok(Self { uid, gid: uid })
@@ -57,9 +63,15 @@ impl FromStr for User {
 #[derive(Debug, thiserror::Error)]
 pub enum PrivilegeError {
     #[error("cannot {what}: {source}")]
-    Caps { what: &'static str, source: caps::errors::CapsError },
+    Caps {
+        what: &'static str,
+        source: caps::errors::CapsError,
+    },
     #[error("cannot {what}: {source}")]
-    Sys { what: &'static str, source: nix::Error },
+    Sys {
+        what: &'static str,
+        source: nix::Error,
+    },
     #[error("--user needs the daemon to start as root")]
     NotRoot,
 }
@@ -73,7 +85,8 @@ pub fn drop_privileges(needs: Needs, user: Option<User>) -> Result<CapsHashSet, 
     // The bounding set bounds what any later exec could regain.
     if effective.contains(&Capability::CAP_SETPCAP) {
         for cap in caps::all().difference(&keep) {
-            caps::drop(None, CapSet::Bounding, *cap).map_err(caps_err("drop a bounding capability"))?;
+            caps::drop(None, CapSet::Bounding, *cap)
+                .map_err(caps_err("drop a bounding capability"))?;
         }
     }
     if let Some(user) = user {
@@ -85,11 +98,13 @@ pub fn drop_privileges(needs: Needs, user: Option<User>) -> Result<CapsHashSet, 
         let gid = nix::unistd::Gid::from_raw(user.gid);
         nix::unistd::setgroups(&[gid]).map_err(sys_err("set supplementary groups"))?;
         nix::unistd::setgid(gid).map_err(sys_err("set the group"))?;
-        nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid)).map_err(sys_err("set the user"))?;
+        nix::unistd::setuid(nix::unistd::Uid::from_raw(user.uid))
+            .map_err(sys_err("set the user"))?;
         nix::sys::prctl::set_keepcaps(false).map_err(sys_err("clear keep-capabilities"))?;
     }
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
-    caps::set(None, CapSet::Inheritable, &CapsHashSet::new()).map_err(caps_err("clear inheritable capabilities"))?;
+    caps::set(None, CapSet::Inheritable, &CapsHashSet::new())
+        .map_err(caps_err("clear inheritable capabilities"))?;
     let permitted = caps::read(None, CapSet::Permitted).map_err(caps_err("read capabilities"))?;
     let kept: CapsHashSet = keep.intersection(&permitted).copied().collect();
     caps::set(None, CapSet::Effective, &kept).map_err(caps_err("set effective capabilities"))?;
@@ -104,8 +119,20 @@ mod tests {
 
     #[test]
     fn users_parse() {
-        assert_eq!("65534".parse(), Ok(User { uid: 65534, gid: 65534 }));
-        assert_eq!("1000:100".parse(), Ok(User { uid: 1000, gid: 100 }));
+        assert_eq!(
+            "65534".parse(),
+            Ok(User {
+                uid: 65534,
+                gid: 65534
+            })
+        );
+        assert_eq!(
+            "1000:100".parse(),
+            Ok(User {
+                uid: 1000,
+                gid: 100
+            })
+        );
         assert!("nobody".parse::<User>().is_err());
         assert!("1:x".parse::<User>().is_err());
     }
@@ -113,8 +140,14 @@ mod tests {
     #[test]
     fn needs_map_to_the_minimal_set() {
         assert!(Needs::default().capabilities(true).is_empty());
-        let kernel = Needs { sys_admin: true, reopen_as_other_user: true };
-        assert_eq!(kernel.capabilities(false), [Capability::CAP_SYS_ADMIN].into_iter().collect());
+        let kernel = Needs {
+            sys_admin: true,
+            reopen_as_other_user: true,
+        };
+        assert_eq!(
+            kernel.capabilities(false),
+            [Capability::CAP_SYS_ADMIN].into_iter().collect()
+        );
         assert_eq!(kernel.capabilities(true).len(), 2);
     }
 }

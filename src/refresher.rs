@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram};
@@ -197,9 +197,13 @@ impl Refresher {
         let quarantine = if config.quarantine {
             let q = Quarantine::open(&config.kernel, config.state_dir.as_deref())?;
             if q.is_held() {
-                warn!(rng = q.rng(), "a quarantine left by an earlier run holds; it lifts once the device passes again");
+                warn!(
+                    rng = q.rng(),
+                    "a quarantine left by an earlier run holds; it lifts once the device passes again"
+                );
             }
-            gauge!(names::HWRNG_QUARANTINED, "rng" => q.rng().to_string()).set(f64::from(u8::from(q.is_held())));
+            gauge!(names::HWRNG_QUARANTINED, "rng" => q.rng().to_string())
+                .set(f64::from(u8::from(q.is_held())));
             Some(q)
         } else {
             None
@@ -376,7 +380,9 @@ impl Refresher {
     /// fails the health tests, and lifts it once that source delivers a whole
     /// tested batch again.
     fn update_quarantine(&mut self) {
-        let Some(q) = self.quarantine.as_mut() else { return };
+        let Some(q) = self.quarantine.as_mut() else {
+            return;
+        };
         let hwrng = || self.slots.iter().filter(|s| s.spec.is_hwrng());
         let failing = hwrng().any(|s| s.failed_by_tests);
         let passing = hwrng().any(|s| s.whole_batch && !s.health.is_failed());
@@ -407,7 +413,11 @@ impl Refresher {
     pub fn finish(&mut self) {
         if let Some(q) = self.quarantine.as_mut() {
             match q.release() {
-                Ok(Some(quality)) => info!(rng = q.rng(), rng_quality = quality, "quarantine lifted at exit"),
+                Ok(Some(quality)) => info!(
+                    rng = q.rng(),
+                    rng_quality = quality,
+                    "quarantine lifted at exit"
+                ),
                 Ok(None) => {}
                 Err(e) => error!(error = %e, "cannot restore the hardware RNG's quality at exit"),
             }
@@ -418,7 +428,11 @@ impl Refresher {
     pub fn privilege_needs(&self) -> crate::privileges::Needs {
         crate::privileges::Needs {
             sys_admin: self.config.sinks.contains(&SinkSpec::Kernel),
-            reopen_as_other_user: self.config.sources.iter().any(|s| matches!(s, SourceSpec::Path(_))),
+            reopen_as_other_user: self
+                .config
+                .sources
+                .iter()
+                .any(|s| matches!(s, SourceSpec::Path(_))),
         }
     }
 
@@ -482,11 +496,18 @@ impl Refresher {
                 if stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
+                // A cycle longer than the interval leaves no wait, but the
+                // requests that came meanwhile are still served.
                 let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    break;
-                }
-                match requests.recv_timeout(left) {
+                let request = if left.is_zero() {
+                    requests.try_recv().map_err(|e| match e {
+                        TryRecvError::Empty => RecvTimeoutError::Timeout,
+                        TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                    })
+                } else {
+                    requests.recv_timeout(left)
+                };
+                match request {
                     Ok(Request::Shutdown) | Err(RecvTimeoutError::Disconnected) => return Ok(()),
                     Ok(Request::ReopenSources) => self.reopen_sources(),
                     Ok(Request::LogStatistics) => self.log_statistics(),
@@ -602,7 +623,8 @@ fn register_series(slots: &[SourceSlot], sinks: &[SinkSpec]) {
         let source = slot.label.clone();
         counter!(names::SOURCE_BYTES_READ, "source" => source.clone()).absolute(0);
         for kind in SourceError::KINDS {
-            counter!(names::SOURCE_READ_ERRORS, "source" => source.clone(), "kind" => kind).absolute(0);
+            counter!(names::SOURCE_READ_ERRORS, "source" => source.clone(), "kind" => kind)
+                .absolute(0);
         }
         for result in ["pass", "fail"] {
             counter!(names::HEALTH_BLOCKS, "source" => source.clone(), "result" => result)

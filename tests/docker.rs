@@ -22,7 +22,11 @@ fn image() -> Option<String> {
 }
 
 fn docker(args: &[&str]) -> Output {
-    Command::new("docker").args(args).stdin(Stdio::null()).output().expect("docker")
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("docker")
 }
 
 fn text(b: &[u8]) -> String {
@@ -31,10 +35,20 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn hadolint_passes_with_no_ignored_rules() {
-    let Some(hadolint) = tool("RR_HADOLINT", "hadolint") else { return };
+    let Some(hadolint) = tool("RR_HADOLINT", "hadolint") else {
+        return;
+    };
     let root = env!("CARGO_MANIFEST_DIR");
-    let out = Command::new(hadolint).arg(format!("{root}/Dockerfile")).output().unwrap();
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out = Command::new(hadolint)
+        .arg(format!("{root}/Dockerfile"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let dockerfile = std::fs::read_to_string(format!("{root}/Dockerfile")).unwrap();
     assert!(!dockerfile.contains("hadolint ignore"));
 }
@@ -42,15 +56,30 @@ fn hadolint_passes_with_no_ignored_rules() {
 #[test]
 fn the_image_is_small_and_holds_the_binary_and_nothing_else() {
     let Some(image) = image() else { return };
-    let size: u64 = text(&docker(&["image", "inspect", "-f", "{{.Size}}", &image]).stdout).parse().unwrap();
+    let size: u64 = text(&docker(&["image", "inspect", "-f", "{{.Size}}", &image]).stdout)
+        .parse()
+        .unwrap();
     assert!(size <= 5 * 1024 * 1024, "image is {size} bytes");
 
     let dir = temp_dir();
     let archive = dir.path().join("image.tar");
-    assert!(docker(&["save", "-o", archive.to_str().unwrap(), &image]).status.success());
+    assert!(
+        docker(&["save", "-o", archive.to_str().unwrap(), &image])
+            .status
+            .success()
+    );
     let unpacked = dir.path().join("x");
     std::fs::create_dir(&unpacked).unwrap();
-    assert!(Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&unpacked).status().unwrap().success());
+    assert!(
+        Command::new("tar")
+            .arg("-xf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&unpacked)
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut files = Vec::new();
     for entry in walk(&unpacked) {
         if entry.file_name().is_some_and(|n| n == "layer.tar") {
@@ -58,19 +87,37 @@ fn the_image_is_small_and_holds_the_binary_and_nothing_else() {
             files.extend(text(&out.stdout).lines().map(String::from));
         }
     }
-    assert_eq!(files, ["random-refresher"], "the image's layers hold {files:?}");
+    assert_eq!(
+        files,
+        ["random-refresher"],
+        "the image's layers hold {files:?}"
+    );
 
     let config = |f: &str| text(&docker(&["image", "inspect", "-f", f, &image]).stdout);
-    assert_eq!(config("{{json .Config.Entrypoint}}"), r#"["/random-refresher"]"#);
+    assert_eq!(
+        config("{{json .Config.Entrypoint}}"),
+        r#"["/random-refresher"]"#
+    );
     assert_eq!(config("{{json .Config.Cmd}}"), r#"["run"]"#);
     assert!(config("{{json .Config.ExposedPorts}}").contains("9742/tcp"));
     assert!(config("{{json .Config.Healthcheck.Test}}").contains("probe"));
     let labels = config("{{json .Config.Labels}}");
     for l in ["source", "version", "licenses", "description"] {
-        assert!(labels.contains(&format!("org.opencontainers.image.{l}")), "{labels}");
+        assert!(
+            labels.contains(&format!("org.opencontainers.image.{l}")),
+            "{labels}"
+        );
     }
     // No shell to run.
-    let out = docker(&["run", "--rm", "--entrypoint", "/bin/sh", &image, "-c", "true"]);
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "/bin/sh",
+        &image,
+        "-c",
+        "true",
+    ]);
     assert!(!out.status.success());
 }
 
@@ -90,8 +137,20 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn once_in_a_container_writes_exactly_one_tested_batch() {
     let Some(image) = image() else { return };
-    let out = docker(&["run", "--rm", "--device", "/dev/hwrng", &image,
-                       "once", "--source", "/dev/hwrng", "--sink", "stdout", "--batch-size", "2500"]);
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/hwrng",
+        &image,
+        "once",
+        "--source",
+        "/dev/hwrng",
+        "--sink",
+        "stdout",
+        "--batch-size",
+        "2500",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(out.stdout.len(), 2500);
     assert!(text(&out.stderr).contains("delivered one tested batch"));
@@ -105,7 +164,10 @@ fn without_the_device_the_container_says_how_to_pass_it() {
     let err = text(&out.stderr);
     let errors: Vec<_> = err.lines().filter(|l| l.contains("ERROR")).collect();
     assert_eq!(errors.len(), 1, "{err}");
-    assert!(errors[0].contains("/dev/hwrng") && errors[0].contains("--device /dev/hwrng"), "{err}");
+    assert!(
+        errors[0].contains("/dev/hwrng") && errors[0].contains("--device /dev/hwrng"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -114,9 +176,27 @@ fn the_kernel_sink_needs_cap_add_sys_admin_and_mix_needs_nothing() {
     let out = docker(&["run", "--rm", "--device", "/dev/hwrng", &image, "once"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("--cap-add SYS_ADMIN"));
-    let out = docker(&["run", "--rm", "--device", "/dev/hwrng", &image, "once", "--sink", "mix"]);
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/hwrng",
+        &image,
+        "once",
+        "--sink",
+        "mix",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let out = docker(&["run", "--rm", "--device", "/dev/hwrng", "--cap-add", "SYS_ADMIN", &image, "once"]);
+    let out = docker(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/hwrng",
+        "--cap-add",
+        "SYS_ADMIN",
+        &image,
+        "once",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
@@ -126,16 +206,44 @@ fn the_daemon_serves_turns_healthy_and_stops_cleanly() {
     let port = free_port();
     let name = format!("rr-test-{}", std::process::id());
     let publish = format!("127.0.0.1:{port}:9742");
-    let out = docker(&["run", "-d", "--name", &name, "--device", "/dev/hwrng", "--cap-add", "SYS_ADMIN",
-                       "-p", &publish, "--health-interval", "1s", &image, "run", "--interval", "2s"]);
+    let out = docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--device",
+        "/dev/hwrng",
+        "--cap-add",
+        "SYS_ADMIN",
+        "-p",
+        &publish,
+        "--health-interval",
+        "1s",
+        &image,
+        "run",
+        "--interval",
+        "2s",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let result = std::panic::catch_unwind(|| {
         assert!(eventually(BOUND, || (http_get(addr, "/readyz").0 == 200).then_some(())).is_some());
-        let cycles = |text: &str| metric_value(text, "random_refresher_cycles_total{result=\"ok\"}");
+        let cycles =
+            |text: &str| metric_value(text, "random_refresher_cycles_total{result=\"ok\"}");
         let first = cycles(&http_get(addr, "/metrics").1).unwrap();
-        assert!(eventually(BOUND, || cycles(&http_get(addr, "/metrics").1).filter(|c| *c > first)).is_some());
-        assert!(metric_value(&http_get(addr, "/metrics").1, "random_refresher_kernel_reseeds_total").unwrap() >= 1.0);
+        assert!(
+            eventually(BOUND, || cycles(&http_get(addr, "/metrics").1)
+                .filter(|c| *c > first))
+            .is_some()
+        );
+        assert!(
+            metric_value(
+                &http_get(addr, "/metrics").1,
+                "random_refresher_kernel_reseeds_total"
+            )
+            .unwrap()
+                >= 1.0
+        );
         let healthy = eventually(BOUND, || {
             let s = text(&docker(&["inspect", "-f", "{{.State.Health.Status}}", &name]).stdout);
             (s == "healthy").then_some(s)

@@ -201,6 +201,7 @@ fn every_contract_metric_is_exported_with_help_and_the_constant_label() {
         "continuous_run",
         "rct",
         "apt",
+        "repeated_block",
     ] {
         assert!(
             text.contains(&format!("test=\"{test}\"")),

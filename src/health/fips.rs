@@ -375,7 +375,6 @@ fn has_long_run(words: &[u64], cont: &[u64]) -> bool {
     })
 }
 
-
 /// Counts of each 4-bit value, 32 bytes at a time: per value, a byte-wide
 /// counter per lane is stepped by each match (a lane sees at most 2 x 78
 /// matches per block, below 256), then the lanes are summed.

@@ -17,7 +17,11 @@ pub struct RepeatedBlocks {
 
 impl Default for RepeatedBlocks {
     fn default() -> Self {
-        Self { recent: Box::new([0; REMEMBERED]), next: 0, filled: 0 }
+        Self {
+            recent: Box::new([0; REMEMBERED]),
+            next: 0,
+            filled: 0,
+        }
     }
 }
 
@@ -71,6 +75,9 @@ mod tests {
             b[..8].copy_from_slice(&(i as u64).to_le_bytes());
             assert!(!r.seen_before(&b));
         }
-        assert!(!r.seen_before(&[7u8; BLOCK_BYTES]), "remembered beyond the window");
+        assert!(
+            !r.seen_before(&[7u8; BLOCK_BYTES]),
+            "remembered beyond the window"
+        );
     }
 }

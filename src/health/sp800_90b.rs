@@ -106,7 +106,8 @@ impl RepetitionCount {
         let mut triples = 0u64;
         for i in (HEAD..words_end).step_by(8) {
             let x = load(i);
-            triples |= swar::zero_byte_mask(x ^ load(i - 1)) & swar::zero_byte_mask(x ^ load(i - 2));
+            triples |=
+                swar::zero_byte_mask(x ^ load(i - 1)) & swar::zero_byte_mask(x ^ load(i - 2));
         }
         if triples != 0 {
             return failed | self.feed_bytes(&bytes[HEAD..]);

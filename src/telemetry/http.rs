@@ -5,11 +5,17 @@
 //! the request head, and a deadline for the whole request, so that neither a
 //! flood nor a slow client can hold the server or touch the refresh loop,
 //! which never waits on it. Parsing is httparse's.
+//!
+//! When every slot is taken, the connection that has waited longest for its
+//! request head is closed to make room: idle and slow-loris clients are the
+//! oldest, while a probe sends its request the moment it connects, so the
+//! kubelet's probes get through a flood of idle connections.
 
+use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tracing::{debug, warn};
@@ -17,7 +23,8 @@ use tracing::{debug, warn};
 use super::LoopStatus;
 use super::exporter::Exporter;
 
-/// Connections served at once; more are answered 503 and closed.
+/// Connections served at once; past this the oldest still waiting for its
+/// request head is closed, or, if none waits, the newcomer gets 503.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Largest request head (request line and headers) read.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
@@ -62,19 +69,28 @@ pub fn spawn(addr: SocketAddr, state: HttpState) -> std::io::Result<SocketAddr> 
         .name("http-accept".into())
         .spawn(move || {
             let active = Arc::new(AtomicUsize::new(0));
-            for stream in listener.incoming() {
+            let waiting = Arc::new(Waiting::default());
+            for (id, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { continue };
-                if active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-                    active.fetch_sub(1, Ordering::AcqRel);
+                if active.load(Ordering::Acquire) >= MAX_CONNECTIONS && !waiting.evict_oldest() {
                     busy(stream);
                     continue;
                 }
-                let (state, active) = (Arc::clone(&state), Arc::clone(&active));
+                active.fetch_add(1, Ordering::AcqRel);
+                if let Ok(handle) = stream.try_clone() {
+                    waiting.push(id, handle);
+                }
+                let (state, active, waiting) = (
+                    Arc::clone(&state),
+                    Arc::clone(&active),
+                    Arc::clone(&waiting),
+                );
                 let spawned = std::thread::Builder::new()
                     .name("http-conn".into())
                     .stack_size(256 * 1024)
                     .spawn(move || {
-                        serve(stream, &state);
+                        serve(stream, &state, || waiting.remove(id));
+                        waiting.remove(id);
                         active.fetch_sub(1, Ordering::AcqRel);
                     });
                 if let Err(e) = spawned {
@@ -83,6 +99,36 @@ pub fn spawn(addr: SocketAddr, state: HttpState) -> std::io::Result<SocketAddr> 
             }
         })?;
     Ok(local)
+}
+
+/// Connections still reading their request head, oldest first.
+#[derive(Default)]
+struct Waiting(Mutex<VecDeque<(usize, TcpStream)>>);
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(usize, TcpStream)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, id: usize, stream: TcpStream) {
+        self.lock().push_back((id, stream));
+    }
+
+    fn remove(&self, id: usize) {
+        self.lock().retain(|(i, _)| *i != id);
+    }
+
+    /// Closes the connection that has waited longest; false if none waits.
+    fn evict_oldest(&self) -> bool {
+        let oldest = self.lock().pop_front();
+        match oldest {
+            Some((_, stream)) => {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 fn busy(mut stream: TcpStream) {
@@ -94,7 +140,7 @@ fn busy(mut stream: TcpStream) {
     );
 }
 
-fn serve(mut stream: TcpStream, state: &HttpState) {
+fn serve(mut stream: TcpStream, state: &HttpState, head_read: impl FnOnce()) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
@@ -102,6 +148,7 @@ fn serve(mut stream: TcpStream, state: &HttpState) {
     let response = loop {
         match parse(&head) {
             Parsed::Complete { method, path } => {
+                head_read();
                 let head_only = method == "HEAD";
                 let r = route(&method, &path, state);
                 let _ = write_response(&mut stream, &r, head_only);

@@ -291,16 +291,14 @@ impl Daemon {
             bin()
                 .arg("run")
                 .args(["--listen-address", "127.0.0.1:0"])
-                .args(args),
+                .args(args)
+                .stdout(Stdio::null()),
         )
     }
 
+    /// Starts `cmd` as given: its standard output is the caller's to set.
     pub fn start_with(cmd: &mut Command) -> Daemon {
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
         let err = child.stderr.take().unwrap();
         let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = lines.clone();

@@ -1,0 +1,533 @@
+//! Faults caused by real means: a FIFO whose writer vanishes, a file that is
+//! truncated or removed, a device node that disappears, a source that turns
+//! into zeros or repeats itself; for each, the log line, the metric, the
+//! readiness and that no failing byte is delivered. Quarantine against a
+//! sysfs tree in a temporary folder and against this machine's real one.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::FileTypeExt;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+
+const BOUND: Duration = Duration::from_secs(60);
+
+fn fast(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--interval",
+        "100ms",
+        "--read-timeout",
+        "300ms",
+        "--retry-initial",
+        "200ms",
+        "--retry-max",
+        "400ms",
+        "--max-failed-cycles",
+        "100000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+fn start(args: Vec<String>) -> Daemon {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    Daemon::start(&refs)
+}
+
+#[test]
+fn a_fifo_whose_writer_vanishes_fails_the_source_until_a_writer_returns() {
+    let dir = temp_dir();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let f = fifo.to_str().unwrap();
+    let d = start(fast(&["--source", f, "--sink", "stdout"]));
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    for i in 0..4 {
+        w.write_all(&good_block(900 + i)).unwrap();
+    }
+    assert!(
+        eventually(BOUND, || (d.get("/readyz").0 == 200).then_some(())).is_some(),
+        "{}",
+        d.log()
+    );
+    drop(w);
+    let up = format!("random_refresher_source_up{{source=\"{f}\"}}");
+    assert!(
+        eventually(BOUND, || d.metric(&up).filter(|v| *v == 0.0)).is_some(),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.get("/readyz").0, 503);
+    assert!(
+        d.metric(&format!(
+            "random_refresher_source_read_errors_total{{source=\"{f}\",kind=\"eof\"}}"
+        ))
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        d.log().contains("the FIFO's writer went away"),
+        "{}",
+        d.log()
+    );
+    let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    let feeder = std::thread::spawn(move || {
+        for i in 0..100 {
+            if w.write_all(&good_block(950 + i)).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    assert!(
+        eventually(BOUND, || d.metric(&up).filter(|v| *v == 1.0)).is_some(),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.get("/readyz").0, 200);
+    drop(d);
+    let _ = feeder.join();
+}
+
+#[test]
+fn a_truncated_or_removed_file_fails_the_source_and_the_daemon_lives_on() {
+    let dir = temp_dir();
+    let data: Vec<u8> = (0..3).flat_map(|i| good_block(1100 + i)).collect();
+    let path = write(dir.path(), "source", &data);
+    let p = path.to_str().unwrap();
+    let d = start(fast(&["--source", p, "--sink", "stdout"]));
+    assert!(eventually(BOUND, || (d.get("/readyz").0 == 200).then_some(())).is_some());
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(10)
+        .unwrap();
+    let eof = format!("random_refresher_source_read_errors_total{{source=\"{p}\",kind=\"eof\"}}");
+    assert!(
+        eventually(BOUND, || d.metric(&eof).filter(|v| *v >= 1.0)).is_some(),
+        "{}",
+        d.log()
+    );
+    std::fs::remove_file(&path).unwrap();
+    signal(&d.child, 1); // SIGHUP: reopen
+    let gone =
+        format!("random_refresher_source_read_errors_total{{source=\"{p}\",kind=\"not_found\"}}");
+    assert!(
+        eventually(BOUND, || d.metric(&gone).filter(|v| *v >= 1.0)).is_some(),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.get("/healthz").0, 200, "the loop lives on");
+    assert_eq!(d.get("/readyz").0, 503);
+}
+
+#[test]
+fn a_device_node_that_disappears_and_comes_back() {
+    if !require_root() {
+        return;
+    }
+    let dir = temp_dir();
+    let node = dir.path().join("hwrng");
+    let mknod = || {
+        // The real virtio-rng: character device 10:183.
+        let ok = std::process::Command::new("mknod")
+            .arg(&node)
+            .args(["c", "10", "183"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok && std::fs::metadata(&node)
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+    };
+    mknod();
+    let n = node.to_str().unwrap();
+    let d = start(fast(&["--source", n, "--sink", "stdout"]));
+    assert!(
+        eventually(BOUND, || (d.get("/readyz").0 == 200).then_some(())).is_some(),
+        "{}",
+        d.log()
+    );
+    std::fs::remove_file(&node).unwrap();
+    signal(&d.child, 1);
+    let up = format!("random_refresher_source_up{{source=\"{n}\"}}");
+    assert!(
+        eventually(BOUND, || d.metric(&up).filter(|v| *v == 0.0)).is_some(),
+        "{}",
+        d.log()
+    );
+    assert!(d.log().contains("no such file or device"));
+    mknod();
+    assert!(
+        eventually(BOUND, || d.metric(&up).filter(|v| *v == 1.0)).is_some(),
+        "{}",
+        d.log()
+    );
+}
+
+/// A stream that turns bad mid-way: the output holds exactly the good blocks.
+fn only_good_blocks_pass(bad: Vec<u8>, test: &str) {
+    let dir = temp_dir();
+    let good: Vec<Vec<u8>> = (0..4).map(|i| good_block(1200 + i)).collect();
+    let stream = [
+        good[0].clone(),
+        good[1].clone(),
+        bad,
+        good[2].clone(),
+        good[3].clone(),
+    ]
+    .concat();
+    let src = write(dir.path(), "source", &stream);
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--batch-size",
+        "10000",
+        "--log-level",
+        "debug",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        out.stdout,
+        good.concat(),
+        "{test}: a failing byte was delivered"
+    );
+    assert!(
+        stderr(&out).contains(test),
+        "{test} not named in the log: {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_source_that_turns_into_zeros_delivers_none_of_them() {
+    only_good_blocks_pass(vec![0u8; 2 * BLOCK], "monobit");
+}
+
+#[test]
+fn a_source_that_repeats_itself_delivers_no_repeat() {
+    only_good_blocks_pass(good_block(1200), "repeated_block");
+}
+
+#[test]
+fn a_read_that_blocks_forever_fails_the_source_not_the_loop() {
+    let dir = temp_dir();
+    let fifo = dir.path().join("silent");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let path = fifo.clone();
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let writer = std::thread::spawn(move || {
+        let _w = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        let _ = rx.recv();
+    });
+    let f = fifo.to_str().unwrap();
+    let d = start(fast(&["--source", f, "--sink", "stdout"]));
+    let timeouts =
+        format!("random_refresher_source_read_errors_total{{source=\"{f}\",kind=\"timeout\"}}");
+    assert!(
+        eventually(BOUND, || d.metric(&timeouts).filter(|v| *v >= 2.0)).is_some(),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.get("/healthz").0, 200);
+    assert_eq!(d.get("/readyz").0, 503);
+    assert!(
+        d.metric("random_refresher_cycles_total{result=\"failed\"}")
+            .unwrap()
+            >= 2.0
+    );
+    drop(d);
+    tx.send(()).unwrap();
+    writer.join().unwrap();
+}
+
+/// A sysfs tree in a temporary folder, with a current hwrng of quality 700.
+fn fake_sysfs(dir: &std::path::Path) -> std::path::PathBuf {
+    let hw = dir.join("sys/class/misc/hw_random");
+    std::fs::create_dir_all(&hw).unwrap();
+    std::fs::write(hw.join("rng_current"), "fake_rng.0\n").unwrap();
+    std::fs::write(hw.join("rng_available"), "fake_rng.0\n").unwrap();
+    std::fs::write(hw.join("rng_quality"), "700\n").unwrap();
+    dir.join("sys")
+}
+
+fn quality(sys: &std::path::Path) -> String {
+    std::fs::read_to_string(sys.join("class/misc/hw_random/rng_quality"))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+/// A FIFO named hwrng stands in for the device: the kernel offers no way to
+/// make the virtio-rng emit zeros.
+fn hwrng_fifo(dir: &std::path::Path) -> std::path::PathBuf {
+    let fifo = dir.join("hwrng");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    fifo
+}
+
+fn feed(fifo: std::path::PathBuf, blocks: Vec<Vec<u8>>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+        for b in blocks {
+            if w.write_all(&b).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_secs(600));
+    })
+}
+
+#[test]
+fn quarantine_holds_rng_quality_at_zero_while_the_hwrng_fails_and_restores_it() {
+    let dir = temp_dir();
+    let sys = fake_sysfs(dir.path());
+    let state = dir.path().join("state");
+    let fifo = hwrng_fifo(dir.path());
+    let f = fifo.to_str().unwrap().to_string();
+    let mut blocks: Vec<Vec<u8>> = vec![vec![0u8; BLOCK]; 30];
+    blocks.extend((0..400).map(|i| good_block(1300 + i)));
+    let _writer = feed(fifo.clone(), blocks);
+    let d = start(fast(&[
+        "--source",
+        &f,
+        "--sink",
+        "stdout",
+        "--quarantine-hwrng",
+        "--sys-root",
+        sys.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--batch-size",
+        "25000",
+    ]));
+    let held = "random_refresher_hwrng_quarantined{rng=\"fake_rng.0\"}";
+    assert!(
+        eventually(BOUND, || d.metric(held).filter(|v| *v == 1.0)).is_some(),
+        "{}",
+        d.log()
+    );
+    assert_eq!(quality(&sys), "0");
+    assert!(d.log().contains("QUARANTINE"), "{}", d.log());
+    assert!(state.join("hwrng-quarantine").exists());
+    // The good blocks that follow make the retried source pass a batch.
+    assert!(
+        eventually(BOUND, || d.metric(held).filter(|v| *v == 0.0)).is_some(),
+        "{}",
+        d.log()
+    );
+    assert_eq!(quality(&sys), "700");
+    assert!(!state.join("hwrng-quarantine").exists());
+}
+
+#[test]
+fn quarantine_is_lifted_at_exit_and_a_crash_left_one_is_recognised() {
+    let dir = temp_dir();
+    let sys = fake_sysfs(dir.path());
+    let state = dir.path().join("state");
+    let fifo = hwrng_fifo(dir.path());
+    let f = fifo.to_str().unwrap().to_string();
+    let _writer = feed(fifo.clone(), vec![vec![0u8; BLOCK]; 30]);
+    let args = fast(&[
+        "--source",
+        &f,
+        "--sink",
+        "stdout",
+        "--quarantine-hwrng",
+        "--sys-root",
+        sys.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let d = start(args.clone());
+    assert!(
+        eventually(BOUND, || (quality(&sys) == "0").then_some(())).is_some(),
+        "{}",
+        d.log()
+    );
+    drop(d); // SIGTERM
+    assert_eq!(quality(&sys), "700", "restored at exit");
+
+    // A crash (SIGKILL) leaves it held; the next run sees the marker.
+    let fifo2 = dir.path().join("second").join("hwrng");
+    std::fs::create_dir_all(fifo2.parent().unwrap()).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo2)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let f2 = fifo2.to_str().unwrap().to_string();
+    let _w2 = feed(fifo2.clone(), vec![vec![0u8; BLOCK]; 30]);
+    let mut args2 = args.clone();
+    let at = args2.iter().position(|a| a == &f).unwrap();
+    args2[at] = f2.clone();
+    let mut d = start(args2.clone());
+    assert!(
+        eventually(BOUND, || (quality(&sys) == "0").then_some(())).is_some(),
+        "{}",
+        d.log()
+    );
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    assert_eq!(quality(&sys), "0", "a crash cannot restore");
+    let fifo3 = dir.path().join("third").join("hwrng");
+    std::fs::create_dir_all(fifo3.parent().unwrap()).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo3)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let f3 = fifo3.to_str().unwrap().to_string();
+    let _w3 = feed(
+        fifo3.clone(),
+        (0..50).map(|i| good_block(1400 + i)).collect(),
+    );
+    let at = args2.iter().position(|a| a == &f2).unwrap();
+    args2[at] = f3;
+    let d = start(args2);
+    assert!(
+        d.log()
+            .contains("a quarantine left by an earlier run holds")
+            || d.wait_for_log("earlier run").is_some()
+    );
+    assert!(
+        eventually(BOUND, || (quality(&sys) == "700").then_some(())).is_some(),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn quarantine_on_this_machines_real_sysfs() {
+    if !require_root() {
+        return;
+    }
+    let real = std::path::Path::new("/sys/class/misc/hw_random/rng_quality");
+    let Ok(before) = std::fs::read_to_string(real) else {
+        eprintln!("skipped: no hw_random in sysfs");
+        return;
+    };
+    // Put the value back whatever happens.
+    struct Restore(String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write("/sys/class/misc/hw_random/rng_quality", &self.0);
+        }
+    }
+    let _restore = Restore(before.clone());
+    let dir = temp_dir();
+    let fifo = hwrng_fifo(dir.path());
+    let f = fifo.to_str().unwrap().to_string();
+    let mut blocks: Vec<Vec<u8>> = vec![vec![0u8; BLOCK]; 30];
+    blocks.extend((0..400).map(|i| good_block(1500 + i)));
+    let _writer = feed(fifo, blocks);
+    let d = start(fast(&[
+        "--source",
+        &f,
+        "--sink",
+        "stdout",
+        "--quarantine-hwrng",
+        "--state-dir",
+        dir.path().join("state").to_str().unwrap(),
+        "--batch-size",
+        "25000",
+    ]));
+    assert!(
+        eventually(BOUND, || (std::fs::read_to_string(real).unwrap().trim()
+            == "0")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        d.log()
+    );
+    assert!(
+        eventually(BOUND, || (std::fs::read_to_string(real).unwrap() == before)
+            .then_some(()))
+        .is_some(),
+        "{}",
+        d.log()
+    );
+    drop(d);
+    assert_eq!(std::fs::read_to_string(real).unwrap(), before);
+}
+
+#[test]
+fn the_loop_survives_many_stdout_readers_going_away() {
+    // stdout closed under the daemon: the sink fails (EPIPE), is counted,
+    // and the daemon keeps serving.
+    let dir = temp_dir();
+    let src = write(
+        dir.path(),
+        "good",
+        &(0..50)
+            .flat_map(|i| good_block(1600 + i))
+            .collect::<Vec<_>>(),
+    );
+    let mut cmd = bin();
+    cmd.args([
+        "run",
+        "--listen-address",
+        "127.0.0.1:0",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--interval",
+        "50ms",
+        "--max-failed-cycles",
+        "100000",
+    ]);
+    cmd.stdout(Stdio::piped());
+    let mut d = Daemon::start_with(&mut cmd);
+    drop(d.child.stdout.take());
+    assert!(
+        eventually(BOUND, || d
+            .metric("random_refresher_sink_errors_total{sink=\"stdout\"}")
+            .filter(|v| *v >= 2.0))
+        .is_some(),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.get("/healthz").0, 200);
+    assert_eq!(
+        d.log().matches("delivery failed").count(),
+        1,
+        "logged once per change"
+    );
+}
