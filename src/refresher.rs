@@ -645,3 +645,106 @@ fn register_series(slots: &[SourceSlot], sinks: &[SinkSpec]) {
     counter!(names::ENTROPY_CREDITED_BYTES).absolute(0);
     counter!(names::KERNEL_RESEEDS).absolute(0);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::VecDeque;
+
+    fn good_block(seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        loop {
+            let b: Vec<u8> = (0..BLOCK_BYTES)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 32) as u8
+                })
+                .collect();
+            let block: &Block = b.as_slice().try_into().unwrap();
+            if crate::health::fips::reference::test_block(block, &mut ContinuousRun::default())
+                .passed()
+            {
+                return b;
+            }
+        }
+    }
+
+    fn refresher(dir: &std::path::Path) -> Refresher {
+        let src = dir.join("source");
+        std::fs::write(&src, (0..8).flat_map(good_block).collect::<Vec<_>>()).unwrap();
+        Refresher::new(Config {
+            sources: vec![SourceSpec::Path(src)],
+            sinks: vec![SinkSpec::File(dir.join("seed"))],
+            random_device: "/dev/null".into(),
+            batch_size: BLOCK_BYTES,
+            interval: Duration::from_millis(1),
+            entropy_per_byte: None,
+            max_failed_cycles: 10,
+            cutoffs: Cutoffs::new(8.0, -40.0),
+            policy: FailurePolicy {
+                retry_initial: Duration::ZERO,
+                retry_max: Duration::ZERO,
+                ..FailurePolicy::default()
+            },
+            limits: ReadLimits {
+                timeout: Duration::from_secs(1),
+                stop: Arc::new(AtomicBool::new(false)),
+            },
+            kernel: KernelPaths::new("/proc".as_ref(), "/sys".as_ref()),
+            quarantine: false,
+            state_dir: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn eio_and_enodev_close_the_source_which_is_reopened_and_used_again() {
+        for (errno, kind) in [
+            (libc::EIO, "io"),
+            (libc::ENODEV, "device_gone"),
+            (libc::ENXIO, "device_gone"),
+        ] {
+            let dir = std::env::temp_dir().join(format!("rr-fault-{}-{errno}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut r = refresher(&dir);
+            assert_eq!(r.cycle(), CycleOutcome::Delivered { bytes: BLOCK_BYTES });
+            let seed = std::fs::read(dir.join("seed")).unwrap();
+            r.slots[0].source = Some(Source::Scripted(VecDeque::from([Err(errno)])));
+            assert_eq!(r.cycle(), CycleOutcome::NoBatch, "errno {errno}");
+            assert_eq!(r.slots[0].last_error, Some(kind));
+            assert!(r.slots[0].source.is_none(), "closed for a reopen");
+            assert!(r.slots[0].health.is_failed());
+            assert_eq!(
+                std::fs::read(dir.join("seed")).unwrap(),
+                seed,
+                "nothing delivered"
+            );
+            // The retry reopens the path. The file starts over, so its first
+            // block repeats one already delivered and is refused; the stream
+            // then goes on with blocks not seen before.
+            assert_eq!(r.cycle(), CycleOutcome::NoBatch);
+            assert!(r.slots[0].source.is_some());
+            assert_eq!(r.cycle(), CycleOutcome::Delivered { bytes: BLOCK_BYTES });
+            assert!(!r.slots[0].health.is_failed());
+            assert_ne!(std::fs::read(dir.join("seed")).unwrap(), seed);
+            std::fs::remove_dir_all(dir).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_scripted_bad_block_mid_stream_is_never_delivered() {
+        let dir = std::env::temp_dir().join(format!("rr-fault-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut r = refresher(&dir);
+        let good = good_block(99);
+        r.slots[0].source = Some(Source::Scripted(VecDeque::from([
+            Ok(vec![0u8; BLOCK_BYTES]),
+            Ok(good.clone()),
+        ])));
+        assert_eq!(r.cycle(), CycleOutcome::Delivered { bytes: BLOCK_BYTES });
+        assert_eq!(std::fs::read(dir.join("seed")).unwrap(), good);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

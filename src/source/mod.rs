@@ -137,6 +137,10 @@ pub struct ReadLimits {
 pub enum Source {
     Path(PathSource),
     Cpu(CpuSource),
+    /// Test-only: replays scripted reads and errno values, for the faults
+    /// the kernel offers no real way to cause (EIO, ENODEV).
+    #[cfg(test)]
+    Scripted(std::collections::VecDeque<Result<Vec<u8>, i32>>),
 }
 
 impl Source {
@@ -158,6 +162,21 @@ impl Source {
                 *filled = dst.len();
                 Ok(())
             }
+            #[cfg(test)]
+            Self::Scripted(script) => match script.pop_front() {
+                Some(Ok(bytes)) => {
+                    dst.copy_from_slice(&bytes[..dst.len()]);
+                    *filled = dst.len();
+                    Ok(())
+                }
+                Some(Err(errno)) => Err(path::classify(
+                    std::path::Path::new("scripted"),
+                    std::io::Error::from_raw_os_error(errno),
+                )),
+                None => Err(SourceError::Eof {
+                    path: "scripted".into(),
+                }),
+            },
         }
     }
 }
@@ -178,10 +197,7 @@ impl TryRng for Source {
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), SourceError> {
-        match self {
-            Self::Path(s) => s.try_fill_bytes(dst),
-            Self::Cpu(s) => s.try_fill_bytes(dst),
-        }
+        self.fill(dst, &mut 0)
     }
 }
 

@@ -110,7 +110,7 @@ impl PathSource {
     }
 }
 
-fn classify(path: &Path, e: std::io::Error) -> SourceError {
+pub(super) fn classify(path: &Path, e: std::io::Error) -> SourceError {
     match e.raw_os_error() {
         Some(libc::ENODEV | libc::ENXIO) => SourceError::DeviceGone {
             path: path.into(),
