@@ -117,6 +117,13 @@ seccompProfile:
 {{- if not .Values.devicePlugin.enabled }}
 - --sys-root=/host/sys
 {{- end }}
+{{- if .Values.refresher.quarantineHwrng }}
+{{- if .Values.devicePlugin.enabled }}
+{{- fail "refresher.quarantineHwrng writes the host's /sys, which devicePlugin.enabled does not mount" }}
+{{- end }}
+- --quarantine-hwrng
+- --state-dir=/run/random-refresher
+{{- end }}
 {{- if .Values.refresher.nodeLabel }}
 - --metrics-label=node=$(NODE_NAME)
 {{- end }}
@@ -195,17 +202,24 @@ containers:
       {{- toYaml $resources | nindent 6 }}
     securityContext:
       {{- include "random-refresher.securityContext" . | trim | nindent 6 }}
-    {{- if not .Values.devicePlugin.enabled }}
     volumeMounts:
+      - name: state
+        mountPath: /run/random-refresher
+      {{- if not .Values.devicePlugin.enabled }}
       - name: host-dev
         mountPath: /host/dev
         readOnly: true
       - name: host-sys
         mountPath: /host/sys
-        readOnly: true
-    {{- end }}
-{{- if not .Values.devicePlugin.enabled }}
+        readOnly: {{ not .Values.refresher.quarantineHwrng }}
+      {{- end }}
 volumes:
+  # The quarantine marker: survives a container restart, not a Pod's end.
+  - name: state
+    emptyDir:
+      medium: Memory
+      sizeLimit: 1Mi
+{{- if not .Values.devicePlugin.enabled }}
   - name: host-dev
     hostPath:
       path: {{ .Values.hostPaths.dev }}

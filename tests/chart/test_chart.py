@@ -180,7 +180,7 @@ def test_default_daemonset():
 def test_least_privilege_mode():
     c = container(render("least-privilege-values.yaml"))
     spec, _ = pod_spec(render("least-privilege-values.yaml"))
-    assert "volumes" not in spec, "no hostPath in least-privilege mode"
+    assert not [v for v in spec["volumes"] if "hostPath" in v], "no hostPath in least-privilege mode"
     sc = c["securityContext"]
     assert sc["privileged"] is False and sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
@@ -210,6 +210,22 @@ def test_services_select_the_daemon_pods():
     assert not [d for d in docs if d["kind"] == "Service" and not d["metadata"]["name"].endswith("-headless")]
     sm = one(docs, "ServiceMonitor")
     assert sm["spec"]["selector"]["matchLabels"].items() <= headless["metadata"]["labels"].items()
+
+
+def test_quarantine_mounts_sys_writable_and_keeps_a_marker():
+    docs = render("quarantine-values.yaml")
+    spec, _ = pod_spec(docs)
+    c = spec["containers"][0]
+    assert "--quarantine-hwrng" in c["args"] and "--state-dir=/run/random-refresher" in c["args"]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    assert mounts["host-sys"]["readOnly"] is False and mounts["host-dev"]["readOnly"] is True
+    assert mounts["state"]["mountPath"] == "/run/random-refresher"
+    assert {"name": "state", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}} in spec["volumes"]
+    # Off by default: /sys read-only.
+    default = {m["name"]: m for m in container(render("default-values.yaml"))["volumeMounts"]}
+    assert default["host-sys"]["readOnly"] is True
+    p = render(sets=["devicePlugin.enabled=true", "refresher.quarantineHwrng=true"], check=False)
+    assert p.returncode != 0 and "does not mount" in p.stderr
 
 
 def test_push_values_become_flags():
@@ -364,14 +380,18 @@ def kubelet_docker_args(c, spec, node_name):
         run += ["--user", str(sc["runAsUser"])]
     vols = {v["name"]: v for v in spec.get("volumes", [])}
     for m in c.get("volumeMounts", []):
-        host = vols[m["name"]]["hostPath"]["path"]
-        run += ["-v", f"{host}:{m['mountPath']}:{'ro' if m.get('readOnly') else 'rw'}"]
+        vol = vols[m["name"]]
+        if "emptyDir" in vol:
+            run += ["--tmpfs", m["mountPath"]]
+        else:
+            host = vol["hostPath"]["path"]
+            run += ["-v", f"{host}:{m['mountPath']}:{'ro' if m.get('readOnly') else 'rw'}"]
     if any("hwrng" in k for k in c["resources"].get("limits", {})):
         run += ["--device", "/dev/hwrng"]  # what the device plugin hands out
     return run, args
 
 
-@pytest.mark.parametrize("values", ["default-values.yaml", "least-privilege-values.yaml"])
+@pytest.mark.parametrize("values", ["default-values.yaml", "least-privilege-values.yaml", "quarantine-values.yaml"])
 def test_the_image_answers_the_rendered_probes(values):
     image = os.environ.get("RR_IMAGE") or pytest.fail("no RR_IMAGE (run tests/run.sh)")
     docs = render(values)
