@@ -482,42 +482,15 @@ fn liveness_fails_when_the_loop_is_stuck() {
         "100ms",
         "--batch-size",
         "25000",
-    ]);
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stuck_stdout = child.stdout.take(); // held open, never read
-    let err = child.stderr.take().unwrap();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(l);
-        }
-    });
-    let addr: SocketAddr = eventually(BOUND, || {
-        lines.lock().unwrap().iter().find_map(|l| {
-            l.split("address=")
-                .nth(1)?
-                .split_whitespace()
-                .next()?
-                .parse()
-                .ok()
-        })
-    })
-    .unwrap();
+    ])
+    .stdout(Stdio::piped()); // held open by the Daemon, never read
+    let daemon = Daemon::start_with(&mut cmd);
     let (status, body) = eventually(BOUND, || {
-        Some(http_get(addr, "/healthz")).filter(|r| r.0 == 503)
+        Some(daemon.get("/healthz")).filter(|r| r.0 == 503)
     })
     .expect("healthz turns 503");
     assert_eq!(status, 503);
     assert!(body.contains("no progress"), "{body}");
-    drop(stuck_stdout);
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]
