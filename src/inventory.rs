@@ -67,5 +67,21 @@ pub fn print(kernel: &KernelPaths, hwrng: &Path, mut out: impl Write) -> std::io
         } else {
             "not usable: needs CAP_SYS_ADMIN (use --sink mix)"
         }
+    )?;
+    writeln!(out, "sinks mix, file:PATH, stdout: need no capability")?;
+    let quality = kernel.rng_quality_path();
+    let writable = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&quality)
+        .is_ok();
+    writeln!(
+        out,
+        "--quarantine-hwrng: {} (needs write access to {}: root and a writable /sys)",
+        if writable { "usable" } else { "not usable" },
+        quality.display()
+    )?;
+    writeln!(
+        out,
+        "--user: keeps only CAP_SYS_ADMIN for the kernel sink, and CAP_DAC_READ_SEARCH to reopen root-only sources"
     )
 }

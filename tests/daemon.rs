@@ -495,6 +495,8 @@ fn sources_lists_the_hwrng_and_cpu_instructions() {
         "rng_quality:",
         "rdseed:",
         "rdrand:",
+        "sink kernel:",
+        "--quarantine-hwrng:",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
