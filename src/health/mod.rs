@@ -47,7 +47,7 @@ impl BlockVerdict {
 }
 
 /// Every test name a block can fail, in report order.
-pub const TEST_NAMES: [&str; 7] = [
+pub const TEST_NAMES: [&str; 8] = [
     "monobit",
     "poker",
     "runs",
@@ -55,6 +55,7 @@ pub const TEST_NAMES: [&str; 7] = [
     "continuous_run",
     "rct",
     "apt",
+    "repeated_block",
 ];
 
 /// The tests for one stream of bytes (one source): all carry state across
@@ -124,5 +125,27 @@ impl TestCounts {
         ] {
             *count += u64::from(failed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_names_cover_every_way_a_block_can_fail() {
+        let all = BlockVerdict {
+            fips: FipsVerdict {
+                monobit: true,
+                poker: true,
+                runs: true,
+                long_run: true,
+                continuous_run: true,
+            },
+            rct: true,
+            apt: true,
+            repeated_block: true,
+        };
+        assert_eq!(all.failed_tests().collect::<Vec<_>>(), TEST_NAMES);
     }
 }
