@@ -108,6 +108,13 @@ struct SourceSlot {
     whole_batch: bool,
 }
 
+impl SourceSlot {
+    /// Open and trusted by the policy: what `source_up` and readiness show.
+    fn is_up(&self) -> bool {
+        self.source.is_some() && !self.health.is_failed()
+    }
+}
+
 struct SinkSlot {
     spec: SinkSpec,
     sink: Sink,
@@ -259,12 +266,7 @@ impl Refresher {
             }
         }
         if let Some(status) = &self.status {
-            status.cycle_finished(
-                ok,
-                self.slots
-                    .iter()
-                    .any(|s| s.source.is_some() && !s.health.is_failed()),
-            );
+            status.cycle_finished(ok, self.slots.iter().any(SourceSlot::is_up));
         }
         if let Some(exporter) = &self.exporter {
             exporter.upkeep();
@@ -459,11 +461,7 @@ impl Refresher {
             blocks_passed = t.blocks_passed,
             blocks_failed = t.blocks_failed,
             bytes_delivered = t.bytes_delivered,
-            sources_up = self
-                .slots
-                .iter()
-                .filter(|s| s.source.is_some() && !s.health.is_failed())
-                .count(),
+            sources_up = self.slots.iter().filter(|s| s.is_up()).count(),
             "statistics"
         );
     }
@@ -612,7 +610,7 @@ fn note_read_error(slot: &mut SourceSlot, e: &SourceError) {
 }
 
 fn set_up(slot: &SourceSlot) {
-    let up = slot.source.is_some() && !slot.health.is_failed();
+    let up = slot.is_up();
     gauge!(names::SOURCE_UP, "source" => slot.label.clone()).set(f64::from(u8::from(up)));
 }
 

@@ -68,13 +68,7 @@ fn stdout_sink_writes_the_passing_blocks_and_nothing_else() {
 fn a_fifo_source_is_read_through_the_gate() {
     let dir = temp_dir();
     let fifo = dir.path().join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let (stream, expected) = mixed_stream();
     let child = bin()
         .args([
@@ -239,31 +233,6 @@ fn run_gives_up_after_max_failed_cycles() {
     assert!(err.contains("3 refresh cycles failed in a row"), "{err}");
     // The end of data is logged once, not once per cycle.
     assert_eq!(err.matches("end of data").count(), 1, "{err}");
-}
-
-/// A FIFO with a writer that never writes: the daemon blocks in a read.
-fn silent_fifo(
-    dir: &std::path::Path,
-) -> (
-    std::path::PathBuf,
-    std::thread::JoinHandle<()>,
-    std::sync::mpsc::Sender<()>,
-) {
-    let fifo = dir.join("silent");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let path = fifo.clone();
-    let writer = std::thread::spawn(move || {
-        let _w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        let _ = rx.recv();
-    });
-    (fifo, writer, tx)
 }
 
 #[test]

@@ -44,13 +44,7 @@ fn start(args: Vec<String>) -> Daemon {
 fn a_fifo_whose_writer_vanishes_fails_the_source_until_a_writer_returns() {
     let dir = temp_dir();
     let fifo = dir.path().join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let f = fifo.to_str().unwrap();
     let d = start(fast(&["--source", f, "--sink", "stdout"]));
     let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
@@ -231,20 +225,7 @@ fn a_source_that_repeats_itself_delivers_no_repeat() {
 #[test]
 fn a_read_that_blocks_forever_fails_the_source_not_the_loop() {
     let dir = temp_dir();
-    let fifo = dir.path().join("silent");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
-    let path = fifo.clone();
-    let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let writer = std::thread::spawn(move || {
-        let _w = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-        let _ = rx.recv();
-    });
+    let (fifo, writer, tx) = silent_fifo(dir.path());
     let f = fifo.to_str().unwrap();
     let d = start(fast(&["--source", f, "--sink", "stdout"]));
     let timeouts =
@@ -287,13 +268,7 @@ fn quality(sys: &std::path::Path) -> String {
 /// make the virtio-rng emit zeros.
 fn hwrng_fifo(dir: &std::path::Path) -> std::path::PathBuf {
     let fifo = dir.join("hwrng");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     fifo
 }
 
@@ -383,13 +358,7 @@ fn quarantine_is_lifted_at_exit_and_a_crash_left_one_is_recognised() {
     // A crash (SIGKILL) leaves it held; the next run sees the marker.
     let fifo2 = dir.path().join("second").join("hwrng");
     std::fs::create_dir_all(fifo2.parent().unwrap()).unwrap();
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo2)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo2);
     let f2 = fifo2.to_str().unwrap().to_string();
     let _w2 = feed(fifo2.clone(), vec![vec![0u8; BLOCK]; 30]);
     let mut args2 = args.clone();
@@ -406,13 +375,7 @@ fn quarantine_is_lifted_at_exit_and_a_crash_left_one_is_recognised() {
     assert_eq!(quality(&sys), "0", "a crash cannot restore");
     let fifo3 = dir.path().join("third").join("hwrng");
     std::fs::create_dir_all(fifo3.parent().unwrap()).unwrap();
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo3)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo3);
     let f3 = fifo3.to_str().unwrap().to_string();
     let _w3 = feed(
         fifo3.clone(),

@@ -223,13 +223,7 @@ fn a_soak_of_short_cycles_keeps_memory_and_fds_flat_and_accounts_for_every_cycle
         .unwrap_or(20);
     let dir = temp_dir();
     let fifo = dir.path().join("fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (fifo, stop) = (fifo.clone(), stop.clone());

@@ -382,13 +382,7 @@ fn a_pushgateway_that_is_down_fails_soft() {
 fn readiness_follows_the_source_through_failure_and_recovery() {
     let dir = temp_dir();
     let fifo = dir.path().join("fifo");
-    assert!(
-        Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let daemon = Daemon::start(&[
         "--source",
         fifo.to_str().unwrap(),

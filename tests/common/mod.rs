@@ -102,6 +102,32 @@ pub fn temp_dir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// Makes a FIFO at `path`.
+pub fn mkfifo(path: &Path) {
+    let made = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(made, "mkfifo {}", path.display());
+}
+
+/// A FIFO with a writer that never writes, so a reader blocks: the writer
+/// lets go when the returned sender is used or dropped.
+pub fn silent_fifo(
+    dir: &Path,
+) -> (
+    PathBuf,
+    std::thread::JoinHandle<()>,
+    std::sync::mpsc::Sender<()>,
+) {
+    let fifo = dir.join("silent");
+    mkfifo(&fifo);
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let path = fifo.clone();
+    let writer = std::thread::spawn(move || {
+        let _w = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let _ = rx.recv();
+    });
+    (fifo, writer, tx)
+}
+
 pub fn write(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, data).unwrap();
