@@ -9,9 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use random_refresher::health::fips::{FipsTester, reference};
 use random_refresher::health::sp800_90b::{AdaptiveProportion, RepetitionCount};
-use random_refresher::health::{
-    BLOCK_BYTES, Block, ContinuousRun, Cutoffs, FailurePolicy, HealthGate,
-};
+use random_refresher::health::{BLOCK_BYTES, Block, ContinuousRun, Cutoffs, FailurePolicy, Gate};
 use random_refresher::kernel::KernelPaths;
 use random_refresher::refresher::{Config, CycleOutcome, Refresher};
 use random_refresher::sink::SinkSpec;
@@ -35,7 +33,7 @@ fn noise_blocks() -> Vec<Block> {
 fn health(c: &mut Criterion) {
     let blocks = noise_blocks();
     let bytes = (blocks.len() * BLOCK_BYTES) as u64;
-    let cutoffs = Cutoffs::new(8.0, -40.0);
+    let cutoffs = Cutoffs::new(8.0, -40.0).unwrap();
     let mut g = c.benchmark_group("health");
     g.throughput(Throughput::Bytes(bytes));
     g.bench_function("fips140_2", |b| {
@@ -76,11 +74,13 @@ fn health(c: &mut Criterion) {
         })
     });
     g.bench_function("gate", |b| {
-        let mut gate = HealthGate::new(cutoffs, ContinuousRun::default());
+        // Every test plus the hold-back copy, as the daemon runs it.
+        let mut gate = Gate::new(cutoffs);
+        let mut out = [0u8; BLOCK_BYTES];
         b.iter(|| {
             blocks
                 .iter()
-                .filter(|blk| gate.test_block(black_box(blk)).passed())
+                .filter(|blk| gate.push(black_box(blk), &mut out).released)
                 .count()
         })
     });
@@ -115,11 +115,11 @@ fn sources(c: &mut Criterion) {
     std::fs::write(&file, noise_blocks().concat().repeat(64)).unwrap();
     let spec = SourceSpec::Path(file.clone());
     g.bench_function("file", |b| {
-        let mut s = Source::open(&spec, &limits()).unwrap();
+        let mut s = Source::open(&spec, &limits(), None).unwrap();
         b.iter(|| {
             let mut got = 0;
             if s.fill(&mut buf, &mut got).is_err() {
-                s = Source::open(&spec, &limits()).unwrap(); // wrapped round the file
+                s = Source::open(&spec, &limits(), None).unwrap(); // wrapped round the file
             }
             got
         })
@@ -131,7 +131,7 @@ fn sources(c: &mut Criterion) {
             continue;
         }
         g.bench_function(instr.name(), |b| {
-            let mut s = Source::open(&SourceSpec::Cpu(instr), &limits()).unwrap();
+            let mut s = Source::open(&SourceSpec::Cpu(instr), &limits(), None).unwrap();
             b.iter(|| s.fill(&mut buf, &mut 0).unwrap())
         });
         g.bench_function(format!("{}_raw_instruction", instr.name()), |b| {
@@ -184,7 +184,7 @@ fn cycle(c: &mut Criterion) {
         interval: Duration::from_secs(1),
         entropy_per_byte: None,
         max_failed_cycles: 10,
-        cutoffs: Cutoffs::new(8.0, -40.0),
+        cutoffs: Cutoffs::new(8.0, -40.0).unwrap(),
         policy: FailurePolicy::default(),
         limits: limits(),
         kernel: KernelPaths::new("/proc".as_ref(), "/sys".as_ref()),

@@ -12,7 +12,7 @@ use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{CheckArgs, Cli, Command, ListenAddress, LogFormat, RefreshArgs, SourceArgs};
-use crate::health::{Cutoffs, FailurePolicy};
+use crate::health::FailurePolicy;
 use crate::kernel::KernelPaths;
 use crate::refresher::{Config, CycleOutcome, Refresher, Request};
 use crate::source::ReadLimits;
@@ -32,17 +32,11 @@ pub const EXIT_CONFIG: u8 = 2;
 pub fn main(cli: Cli) -> ExitCode {
     init_logging(cli.log_format, cli.log_level.as_deref());
     let code = match cli.command {
-        Command::Run(args) => refresh(&args, true),
-        Command::Once(args) => refresh(&args, false),
+        Command::Run(args) => run(&args),
+        Command::Once(args) => once(&args),
         Command::Check(args) => check(&args),
         Command::Probe(args) => probe(&args.url, args.timeout),
-        Command::Sources(args) => {
-            let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
-            match crate::inventory::print(&kernel, &args.hwrng, std::io::stdout().lock()) {
-                Ok(()) => EXIT_OK,
-                Err(e) => fail(EXIT_FAILED, &format!("writing the report: {e}")),
-            }
-        }
+        Command::Sources(args) => sources(&args),
     };
     ExitCode::from(code)
 }
@@ -112,9 +106,9 @@ fn read_limits(args: &SourceArgs, stop: &Arc<AtomicBool>) -> ReadLimits {
     }
 }
 
-fn config(args: &RefreshArgs, limits: ReadLimits) -> Config {
+fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
     let s = &args.source;
-    Config {
+    Ok(Config {
         sources: s.sources.clone(),
         sinks: args.sinks.clone(),
         random_device: args.random_device.clone(),
@@ -122,7 +116,7 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Config {
         interval: args.interval,
         entropy_per_byte: args.entropy_per_byte,
         max_failed_cycles: args.max_failed_cycles,
-        cutoffs: Cutoffs::new(s.min_entropy, -f64::from(s.alpha_exponent)),
+        cutoffs: s.cutoffs()?,
         policy: FailurePolicy {
             retry_initial: args.retry_initial,
             retry_max: args.retry_max.max(args.retry_initial),
@@ -132,21 +126,62 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Config {
         kernel: KernelPaths::new(&s.kernel.proc_root, &s.kernel.sys_root),
         quarantine: args.quarantine_hwrng,
         state_dir: Some(args.state_dir.clone()),
-    }
+    })
 }
 
-fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
+/// What `run` and `once` share once everything is open and privileges
+/// are dropped.
+struct Started {
+    refresher: Refresher,
+    exporter: Arc<Exporter>,
+    status: Arc<LoopStatus>,
+    requests: Receiver<Request>,
+    stop: Arc<AtomicBool>,
+    liveness_limit: std::time::Duration,
+}
+
+/// Opens sources and sinks, installs the metrics, drops privileges and
+/// starts the signal thread; the error is the exit code, already reported.
+fn start(args: &RefreshArgs) -> Result<Started, u8> {
     let stop = Arc::new(AtomicBool::new(false));
-    let signals = match register_signals() {
-        Ok(s) => s,
-        Err(e) => return fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")),
-    };
-    let config = config(args, read_limits(&args.source, &stop));
-    let t = &args.telemetry;
-    let exporter = match Exporter::install(&t.metrics_labels, config.kernel.clone()) {
-        Ok(e) => Arc::new(e),
-        Err(e) => return fail(EXIT_FAILED, &format!("cannot set up metrics: {e}")),
-    };
+    let signals = register_signals()
+        .map_err(|e| fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")))?;
+    let config =
+        config(args, read_limits(&args.source, &stop)).map_err(|e| fail(EXIT_CONFIG, &e))?;
+    let exporter = Exporter::install(&args.telemetry.metrics_labels, config.kernel.clone())
+        .map(Arc::new)
+        .map_err(|e| fail(EXIT_FAILED, &format!("cannot set up metrics: {e}")))?;
+    log_start(&config);
+    let liveness_limit = config.interval + config.limits.timeout + LIVENESS_MARGIN;
+    let status = Arc::new(LoopStatus::default());
+    let mut refresher = Refresher::new(config)
+        .map_err(|e| fail(EXIT_CONFIG, &e.to_string()))?
+        .with_status(Arc::clone(&status))
+        .with_exporter(Arc::clone(&exporter));
+    // Everything privileged is open: keep only what the sinks need, before
+    // any other thread starts.
+    match crate::privileges::drop_privileges(refresher.privilege_needs(), args.user) {
+        Ok(kept) => {
+            info!(capabilities = ?kept, uid = ?args.user.map(|u| u.uid), "privileges dropped")
+        }
+        Err(e) => {
+            refresher.finish();
+            return Err(fail(EXIT_CONFIG, &format!("--user: {e}")));
+        }
+    }
+    let requests = forward_signals(signals, Arc::clone(&stop))
+        .map_err(|e| fail(EXIT_FAILED, &format!("cannot start the signal thread: {e}")))?;
+    Ok(Started {
+        refresher,
+        exporter,
+        status,
+        requests,
+        stop,
+        liveness_limit,
+    })
+}
+
+fn log_start(config: &Config) {
     let readings = config.kernel.read();
     info!(
         version = env!("CARGO_PKG_VERSION"),
@@ -161,67 +196,59 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
         apt_cutoff = config.cutoffs.apt,
         "starting"
     );
-    let liveness_limit = config.interval + config.limits.timeout + LIVENESS_MARGIN;
-    let interval = config.interval;
-    let status = Arc::new(LoopStatus::default());
-    let mut refresher = match Refresher::new(config) {
-        Ok(r) => r
-            .with_status(Arc::clone(&status))
-            .with_exporter(Arc::clone(&exporter)),
-        Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
-    };
-    // Everything privileged is open: keep only what the sinks need, before
-    // any other thread starts.
-    match crate::privileges::drop_privileges(refresher.privilege_needs(), args.user) {
-        Ok(kept) => {
-            info!(capabilities = ?kept, uid = ?args.user.map(|u| u.uid), "privileges dropped")
-        }
-        Err(e) => {
-            refresher.finish();
-            return fail(EXIT_CONFIG, &format!("--user: {e}"));
-        }
-    }
-    let requests = match forward_signals(signals, Arc::clone(&stop)) {
-        Ok(rx) => rx,
-        Err(e) => return fail(EXIT_FAILED, &format!("cannot start the signal thread: {e}")),
-    };
-    let mut pusher = t.push_gateway.as_deref().map(|gateway| {
+}
+
+fn pusher(args: &RefreshArgs, exporter: &Arc<Exporter>) -> Option<Pusher> {
+    let t = &args.telemetry;
+    t.push_gateway.as_deref().map(|gateway| {
         let instance = t.push_instance.clone().unwrap_or_else(push::host_name);
-        Pusher::new(gateway, &instance, Arc::clone(&exporter))
-    });
-    if !daemon {
-        let outcome = refresher.cycle();
-        refresher.finish();
-        drop(requests);
-        if let Some(p) = pusher.as_mut()
-            && p.push().is_ok()
-        {
-            info!(url = p.url(), "pushed the metrics");
-        }
-        return match outcome {
-            CycleOutcome::Delivered { bytes } => {
-                info!(bytes, "delivered one tested batch");
-                EXIT_OK
-            }
-            CycleOutcome::NoBatch => {
-                fail(EXIT_FAILED, "no tested batch could be read from any source")
-            }
-            CycleOutcome::SinkFailed => fail(EXIT_FAILED, "a sink failed"),
-            CycleOutcome::Stopped => fail(
-                EXIT_FAILED,
-                "stopped by a signal before a batch was delivered",
-            ),
-        };
+        Pusher::new(gateway, &instance, Arc::clone(exporter))
+    })
+}
+
+/// `once`: one cycle, one push, and the outcome as the exit code.
+fn once(args: &RefreshArgs) -> u8 {
+    let mut s = match start(args) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let outcome = s.refresher.cycle();
+    s.refresher.finish();
+    if let Some(mut p) = pusher(args, &s.exporter)
+        && p.push().is_ok()
+    {
+        info!(url = p.url(), "pushed the metrics");
     }
-    if let ListenAddress::On(addr) = t.listen_address {
+    match outcome {
+        CycleOutcome::Delivered { bytes } => {
+            info!(bytes, "delivered one tested batch to each sink");
+            EXIT_OK
+        }
+        CycleOutcome::NoBatch => fail(EXIT_FAILED, "no tested batch could be read from any source"),
+        CycleOutcome::SinkFailed => fail(EXIT_FAILED, "a sink failed"),
+        CycleOutcome::Stopped => fail(
+            EXIT_FAILED,
+            "stopped by a signal before a batch was delivered",
+        ),
+    }
+}
+
+/// `run`: the daemon, with the HTTP server and the push thread.
+fn run(args: &RefreshArgs) -> u8 {
+    let mut s = match start(args) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    if let ListenAddress::On(addr) = args.telemetry.listen_address {
         let state = HttpState {
-            exporter: Arc::clone(&exporter),
-            status,
-            liveness_limit,
+            exporter: Arc::clone(&s.exporter),
+            status: Arc::clone(&s.status),
+            liveness_limit: s.liveness_limit,
         };
         match http::spawn(addr, state) {
             Ok(bound) => info!(address = %bound, "serving /metrics, /healthz and /readyz"),
             Err(e) => {
+                s.refresher.finish();
                 return fail(
                     EXIT_CONFIG,
                     &format!("--listen-address {addr}: cannot listen: {e}"),
@@ -229,23 +256,32 @@ fn refresh(args: &RefreshArgs, daemon: bool) -> u8 {
             }
         }
     }
-    let _push_loop = match pusher.map(|p| {
+    let push_every = args.telemetry.push_interval.unwrap_or(args.interval);
+    let _push_loop = match pusher(args, &s.exporter).map(|p| {
         info!(url = p.url(), "pushing the metrics");
-        p.spawn(t.push_interval.unwrap_or(interval))
+        p.spawn(push_every)
     }) {
         Some(Err(e)) => return fail(EXIT_FAILED, &format!("cannot start the push thread: {e}")),
         Some(Ok(l)) => Some(l),
         None => None,
     };
-    let result = refresher.run(&requests, &stop);
-    refresher.finish();
-    refresher.log_statistics();
+    let result = s.refresher.run(&s.requests, &s.stop);
+    s.refresher.finish();
+    s.refresher.log_statistics();
     match result {
         Ok(()) => {
             info!("stopped");
             EXIT_OK
         }
         Err(e) => fail(EXIT_FAILED, &e.to_string()),
+    }
+}
+
+fn sources(args: &crate::cli::SourcesArgs) -> u8 {
+    let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
+    match crate::inventory::print(&kernel, &args.hwrng, std::io::stdout().lock()) {
+        Ok(()) => EXIT_OK,
+        Err(e) => fail(EXIT_FAILED, &format!("writing the report: {e}")),
     }
 }
 
@@ -256,14 +292,18 @@ fn check(args: &CheckArgs) -> u8 {
         Ok(rx) => rx,
         Err(e) => return fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")),
     };
-    let report = match crate::check::check(args, &read_limits(&args.source, &stop)) {
+    let cutoffs = match args.source.cutoffs() {
+        Ok(c) => c,
+        Err(e) => return fail(EXIT_CONFIG, &e),
+    };
+    let reports = match crate::check::check(args, cutoffs, &read_limits(&args.source, &stop)) {
         Ok(r) => r,
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };
-    if let Err(e) = crate::check::print(&report, args.format, std::io::stdout().lock()) {
+    if let Err(e) = crate::check::print(&reports, args.format, std::io::stdout().lock()) {
         return fail(EXIT_FAILED, &format!("writing the report: {e}"));
     }
-    if report.passed(args.blocks) {
+    if !reports.is_empty() && reports.iter().all(|r| r.passed(args.blocks)) {
         EXIT_OK
     } else {
         EXIT_FAILED

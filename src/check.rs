@@ -1,13 +1,14 @@
-//! `check`: an rngtest equivalent. Reads blocks from a source, tests each,
-//! and reports the counts per test.
+//! `check`: an rngtest equivalent. Reads blocks from each source in turn,
+//! tests each block, and reports the counts per test: the FIPS 140-2
+//! verdicts exactly as `rngtest` counts them, the other tests beside them.
 
 use std::io::Write;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::cli::{CheckArgs, ReportFormat};
-use crate::health::{BLOCK_BYTES, Block, ContinuousRun, Cutoffs, HealthGate, TestCounts};
-use crate::source::{ReadLimits, Source, SourceError};
+use crate::health::{BLOCK_BYTES, Block, ContinuousRun, Cutoffs, StreamTests, Test, TestCounts};
+use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
 /// Blocks read per call: large reads keep a file check near memory speed.
 const CHUNK_BLOCKS: usize = 400;
@@ -40,16 +41,32 @@ pub enum CheckError {
     Open { spec: String, source: SourceError },
 }
 
-pub fn check(args: &CheckArgs, limits: &ReadLimits) -> Result<Report, CheckError> {
-    let spec = &args.source.sources[0];
-    let mut source = Source::open(spec, limits).map_err(|source| CheckError::Open {
+/// Tests each source in turn, as many blocks of each as asked for.
+pub fn check(
+    args: &CheckArgs,
+    cutoffs: Cutoffs,
+    limits: &ReadLimits,
+) -> Result<Vec<Report>, CheckError> {
+    let mut reports = Vec::new();
+    for spec in &args.source.sources {
+        if limits.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        reports.push(check_one(spec, args.blocks, cutoffs, limits)?);
+    }
+    Ok(reports)
+}
+
+fn check_one(
+    spec: &SourceSpec,
+    blocks: u64,
+    cutoffs: Cutoffs,
+    limits: &ReadLimits,
+) -> Result<Report, CheckError> {
+    let mut source = Source::open(spec, limits, None).map_err(|source| CheckError::Open {
         spec: spec.to_string(),
         source,
     })?;
-    let cutoffs = Cutoffs::new(
-        args.source.min_entropy,
-        -f64::from(args.source.alpha_exponent),
-    );
     let started = Instant::now();
     let mut bytes_read = 0u64;
     let mut ended = None;
@@ -59,22 +76,22 @@ pub fn check(args: &CheckArgs, limits: &ReadLimits) -> Result<Report, CheckError
     let mut got = 0;
     let primed = source.fill(&mut prime, &mut got);
     bytes_read += got as u64;
-    let mut gate = HealthGate::new(cutoffs, ContinuousRun::primed(u32::from_le_bytes(prime)));
+    let mut tests = StreamTests::new(cutoffs, ContinuousRun::primed(u32::from_le_bytes(prime)));
     let mut counts = TestCounts::default();
     if let Err(e) = primed {
         ended = Some(e.to_string());
     }
 
     let mut chunk = vec![0u8; CHUNK_BLOCKS * BLOCK_BYTES];
-    while ended.is_none() && (args.blocks == 0 || counts.blocks < args.blocks) {
+    while ended.is_none() && (blocks == 0 || counts.blocks < blocks) {
         if limits.stop.load(Ordering::Relaxed) {
             ended = Some("stopped by a signal".into());
             break;
         }
-        let left = if args.blocks == 0 {
+        let left = if blocks == 0 {
             CHUNK_BLOCKS as u64
         } else {
-            args.blocks - counts.blocks
+            blocks - counts.blocks
         };
         let want = left.min(CHUNK_BLOCKS as u64) as usize * BLOCK_BYTES;
         let mut got = 0;
@@ -82,7 +99,7 @@ pub fn check(args: &CheckArgs, limits: &ReadLimits) -> Result<Report, CheckError
         bytes_read += got as u64;
         let (blocks, _) = chunk[..got].as_chunks::<BLOCK_BYTES>();
         for block in blocks {
-            counts.add(&gate.test_block(block as &Block));
+            counts.add(&tests.test_block(block as &Block));
         }
         if let Err(e) = result {
             ended = Some(e.to_string());
@@ -99,50 +116,49 @@ pub fn check(args: &CheckArgs, limits: &ReadLimits) -> Result<Report, CheckError
     })
 }
 
-pub fn print(report: &Report, format: ReportFormat, mut out: impl Write) -> std::io::Result<()> {
-    match format {
-        ReportFormat::Json => {
-            serde_json::to_writer(&mut out, report)?;
-            writeln!(out)
-        }
-        ReportFormat::Text => {
-            let c = &report.counts;
-            writeln!(out, "source: {}", report.source)?;
-            if let Some(why) = &report.ended {
-                writeln!(out, "input ended: {why}")?;
+/// Prints the reports: text, one section per source; JSON, one object per
+/// line.
+pub fn print(reports: &[Report], format: ReportFormat, mut out: impl Write) -> std::io::Result<()> {
+    for (i, report) in reports.iter().enumerate() {
+        match format {
+            ReportFormat::Json => {
+                serde_json::to_writer(&mut out, report)?;
+                writeln!(out)?;
             }
-            writeln!(out, "bits received from input: {}", report.bytes_read * 8)?;
-            writeln!(out, "FIPS 140-2 successes: {}", c.successes)?;
-            writeln!(out, "FIPS 140-2 failures: {}", c.failures)?;
-            writeln!(out, "FIPS 140-2(2001-10-10) Monobit: {}", c.monobit)?;
-            writeln!(out, "FIPS 140-2(2001-10-10) Poker: {}", c.poker)?;
-            writeln!(out, "FIPS 140-2(2001-10-10) Runs: {}", c.runs)?;
-            writeln!(out, "FIPS 140-2(2001-10-10) Long run: {}", c.long_run)?;
-            writeln!(
-                out,
-                "FIPS 140-2(2001-10-10) Continuous run: {}",
-                c.continuous_run
-            )?;
-            writeln!(
-                out,
-                "SP 800-90B Repetition Count (cutoff {}): {}",
-                report.rct_cutoff, c.rct
-            )?;
-            writeln!(
-                out,
-                "SP 800-90B Adaptive Proportion (cutoff {}): {}",
-                report.apt_cutoff, c.apt
-            )?;
-            writeln!(
-                out,
-                "Repeated block (one of the last 256): {}",
-                c.repeated_block
-            )?;
-            writeln!(
-                out,
-                "blocks tested: {} in {:.3} s",
-                c.blocks, report.seconds
-            )
+            ReportFormat::Text => {
+                if i > 0 {
+                    writeln!(out)?;
+                }
+                print_text(report, &mut out)?;
+            }
         }
     }
+    out.flush()
+}
+
+fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
+    let c = &report.counts;
+    writeln!(out, "source: {}", report.source)?;
+    if let Some(why) = &report.ended {
+        writeln!(out, "input ended: {why}")?;
+    }
+    writeln!(out, "bits received from input: {}", report.bytes_read * 8)?;
+    writeln!(out, "FIPS 140-2 successes: {}", c.fips_successes)?;
+    writeln!(out, "FIPS 140-2 failures: {}", c.fips_failures)?;
+    for &t in Test::ALL {
+        writeln!(out, "{}: {}", t.label(), c.failed(t))?;
+    }
+    writeln!(
+        out,
+        "SP 800-90B cutoffs: repetition count {}, adaptive proportion {} (window 512)",
+        report.rct_cutoff, report.apt_cutoff
+    )?;
+    writeln!(out, "SP 800-90B failures: {}", c.sp800_90b_failures)?;
+    writeln!(out, "successes (every test passed): {}", c.successes)?;
+    writeln!(out, "failures: {}", c.failures)?;
+    writeln!(
+        out,
+        "blocks tested: {} in {:.3} s",
+        c.blocks, report.seconds
+    )
 }

@@ -174,7 +174,8 @@ pub struct SourceArgs {
     pub read_timeout: Duration,
 
     /// Claimed min-entropy H of the source in bits per byte, for the SP 800-90B
-    /// RCT and APT cutoffs (0 < H <= 8).
+    /// RCT and APT cutoffs: at least N/512 for --alpha-exponent N (so that
+    /// the APT can fire within its window), at most 8.
     #[arg(long, value_name = "BITS", default_value_t = 8.0, value_parser = min_entropy,
           env = "RANDOM_REFRESHER_MIN_ENTROPY")]
     pub min_entropy: f64,
@@ -186,6 +187,20 @@ pub struct SourceArgs {
 
     #[command(flatten)]
     pub kernel: KernelArgs,
+}
+
+impl SourceArgs {
+    /// The SP 800-90B cutoffs, or a one-line error naming the options.
+    pub fn cutoffs(&self) -> Result<crate::health::Cutoffs, String> {
+        crate::health::Cutoffs::new(self.min_entropy, -f64::from(self.alpha_exponent)).map_err(
+            |e| {
+                format!(
+                    "--min-entropy {} --alpha-exponent {}: {e}",
+                    self.min_entropy, self.alpha_exponent
+                )
+            },
+        )
+    }
 }
 
 #[derive(Clone, Debug, Args)]
@@ -288,11 +303,19 @@ pub struct CheckArgs {
     pub format: ReportFormat,
 }
 
+/// The longest duration any option takes: long enough for any schedule,
+/// short enough that sums of several (interval + read timeout + margin)
+/// and deadlines from now stay representable.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
 fn positive_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s)
         .map_err(|e| format!("{e}; expected a duration such as 500ms, 30s or 5m"))?;
     if d.is_zero() {
         return Err("must be longer than zero, such as 30s".into());
+    }
+    if d > MAX_DURATION {
+        return Err("must be at most 30 days (30d)".into());
     }
     Ok(d)
 }
@@ -301,7 +324,7 @@ fn batch_size(s: &str) -> Result<usize, String> {
     let n: usize = s
         .parse()
         .map_err(|_| format!("`{s}` is not a number of bytes"))?;
-    if n == 0 || !n.is_multiple_of(BLOCK_BYTES) || n > 1 << 30 {
+    if n == 0 || !n.is_multiple_of(BLOCK_BYTES) || n > crate::refresher::MAX_BATCH_BYTES {
         return Err(format!(
             "{n} is not a positive multiple of {BLOCK_BYTES} (one FIPS 140-2 block) up to 1 GiB"
         ));
@@ -349,9 +372,17 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_and_zero_is_refused() {
+    fn durations_parse_and_zero_and_huge_are_refused() {
         assert_eq!(positive_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(positive_duration("0s").is_err());
-        assert!(positive_duration("soon").is_err());
+        assert_eq!(positive_duration("30d"), Ok(MAX_DURATION));
+        for bad in [
+            "0s",
+            "soon",
+            "31d",
+            "300000000000y",
+            "18446744073709551615s",
+        ] {
+            assert!(positive_duration(bad).is_err(), "{bad}");
+        }
     }
 }

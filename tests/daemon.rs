@@ -13,13 +13,26 @@ use common::*;
 
 const BOUND: Duration = Duration::from_secs(20);
 
-/// good, bad (zeros), good, bad (repeated words), good.
+/// Start-up block, then good a, b, bad (zeros), good c, d, bad (a repeated
+/// word), good e, f. A failure drops the block held before it (b, d), so
+/// the delivered bytes are a, c, e.
 fn mixed_stream() -> (Vec<u8>, Vec<u8>) {
-    let (a, c, e) = (good_block(1), good_block(2), good_block(3));
-    let mut d = good_block(4);
-    let w: [u8; 4] = d[100..104].try_into().unwrap();
-    d[104..108].copy_from_slice(&w);
-    let stream = [a.clone(), vec![0u8; BLOCK], c.clone(), d, e.clone()].concat();
+    let [a, b, c, d, e, f] = [1, 2, 3, 4, 5, 6].map(good_block);
+    let mut bad_word = good_block(7);
+    let w: [u8; 4] = bad_word[100..104].try_into().unwrap();
+    bad_word[104..108].copy_from_slice(&w);
+    let stream = [
+        good_block(8),
+        a.clone(),
+        b,
+        vec![0u8; BLOCK],
+        c.clone(),
+        d,
+        bad_word,
+        e.clone(),
+        f,
+    ]
+    .concat();
     (stream, [a, c, e].concat())
 }
 
@@ -141,7 +154,7 @@ fn fails_over_to_the_next_source_when_the_first_goes_bad() {
     let dir = temp_dir();
     let bad = write(dir.path(), "bad", &vec![0u8; 30 * BLOCK]);
     let good = good_block(5);
-    let good_path = write(dir.path(), "good", &good);
+    let good_path = write(dir.path(), "good", &framed(&[good.clone()]));
     let out = run(&[
         "once",
         "--source",
@@ -159,7 +172,7 @@ fn fails_over_to_the_next_source_when_the_first_goes_bad() {
 fn environment_variables_configure_like_flags() {
     let dir = temp_dir();
     let good = [good_block(6), good_block(7)].concat();
-    let src = write(dir.path(), "good", &good);
+    let src = write(dir.path(), "good", &framed(&[good_block(6), good_block(7)]));
     let out = bin()
         .arg("once")
         .env("RANDOM_REFRESHER_SOURCE", &src)
@@ -377,7 +390,8 @@ fn sighup_reopens_sources_and_sigusr1_logs_statistics() {
     let stats: serde_json::Value =
         serde_json::from_str(&wait_for("statistics")).expect("JSON log line");
     assert_eq!(stats["cycles_ok"], 1);
-    assert_eq!(stats["blocks_passed"], 1);
+    // The start-up block, the delivered one and the one that released it.
+    assert_eq!(stats["blocks_passed"], 3);
     signal(&child, libc_sig::TERM);
     assert_eq!(
         wait_bounded(&mut child, BOUND).map(|s| s.code()),
@@ -389,7 +403,7 @@ fn sighup_reopens_sources_and_sigusr1_logs_statistics() {
 fn random_bytes_never_reach_the_log() {
     let dir = temp_dir();
     let good = good_block(15);
-    let src = write(dir.path(), "good", &good);
+    let src = write(dir.path(), "good", &framed(&[good.clone()]));
     let out = run(&[
         "once",
         "--source",

@@ -295,9 +295,12 @@ fn a_soak_of_short_cycles_keeps_memory_and_fds_flat_and_accounts_for_every_cycle
     assert!(ok > 100.0, "only {ok} cycles");
     assert_eq!(failed, 0.0);
     // Every cycle accounted for (a scrape may land inside one cycle).
+    // Each cycle delivers one passing block. Beyond those: the start-up
+    // block, the block held back, and one held block dropped per failure
+    // (a scrape may also land inside a cycle).
     assert!(
-        (pass - ok).abs() <= 1.0,
-        "{pass} passing blocks for {ok} cycles"
+        pass >= ok + 1.0 && pass <= ok + 3.0 + fail,
+        "{pass} passing and {fail} failing blocks for {ok} cycles"
     );
     assert!((delivered - ok * BLOCK as f64).abs() <= BLOCK as f64);
     assert!((read - (pass + fail) * BLOCK as f64).abs() <= BLOCK as f64);

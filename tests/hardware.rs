@@ -55,7 +55,7 @@ fn kernel_sink_credits_and_reseeds_as_root() {
         "debug",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("delivered one tested batch bytes=2500"));
+    assert!(stderr(&out).contains("delivered one tested batch to each sink bytes=2500"));
 }
 
 /// Runs the binary as root without CAP_SYS_ADMIN in any set.
@@ -81,7 +81,7 @@ fn kernel_sink_without_cap_sys_admin_fails_with_one_clear_line_and_mix_works() {
         return;
     }
     let dir = temp_dir();
-    let src = write(dir.path(), "good", &good_block(20));
+    let src = write(dir.path(), "good", &framed(&[good_block(20)]));
     let src = src.to_str().unwrap();
     let out = without_sys_admin(&["once", "--source", src, "--sink", "kernel"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

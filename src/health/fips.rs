@@ -52,6 +52,16 @@ impl FipsVerdict {
     pub fn passed(&self) -> bool {
         !(self.monobit || self.poker || self.runs || self.long_run || self.continuous_run)
     }
+
+    /// Adds these results to a block's verdict over all tests.
+    pub fn record(&self, v: &mut super::BlockVerdict) {
+        use super::Test;
+        v.set(Test::Monobit, self.monobit);
+        v.set(Test::Poker, self.poker);
+        v.set(Test::Runs, self.runs);
+        v.set(Test::LongRun, self.long_run);
+        v.set(Test::ContinuousRun, self.continuous_run);
+    }
 }
 
 /// The counts a block's verdict is decided from; shared by both

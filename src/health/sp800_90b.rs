@@ -19,19 +19,49 @@ pub struct Cutoffs {
     pub apt: u32,
 }
 
+/// Why a (H, alpha) pair gives no meaningful cutoffs.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum CutoffError {
+    #[error("min-entropy {0} is outside (0, 8] bits per byte")]
+    MinEntropy(f64),
+    #[error("alpha 2^{0} is not a false-alarm rate between 2^-1024 and 2^-1")]
+    Alpha(f64),
+    #[error(
+        "min-entropy {h} with alpha 2^{alpha_log2} puts the APT cutoff beyond its {APT_WINDOW}-sample \
+         window, so the test could never fail: H must be at least {min} (-log2(alpha) / {APT_WINDOW})"
+    )]
+    AptOff { h: f64, alpha_log2: f64, min: f64 },
+}
+
 impl Cutoffs {
     /// `min_entropy` is H in bits per byte (0 < H <= 8); `alpha_log2` is
     /// log2 of the false-alarm probability (for example -40).
-    pub fn new(min_entropy: f64, alpha_log2: f64) -> Self {
-        assert!(min_entropy > 0.0 && min_entropy <= 8.0, "H out of range");
-        assert!(alpha_log2 < 0.0, "alpha must be below 1");
-        // C = 1 + ceil(-log2(alpha) / H)
+    ///
+    /// The APT needs H >= -log2(alpha) / 512: below that, even a window of
+    /// 512 equal bytes is more likely than alpha, and the cutoff would lie
+    /// beyond the window.
+    pub fn new(min_entropy: f64, alpha_log2: f64) -> Result<Self, CutoffError> {
+        if !(min_entropy > 0.0 && min_entropy <= 8.0) {
+            return Err(CutoffError::MinEntropy(min_entropy));
+        }
+        if !(-1024.0..=-1.0).contains(&alpha_log2) {
+            return Err(CutoffError::Alpha(alpha_log2));
+        }
+        let min = -alpha_log2 / f64::from(APT_WINDOW);
+        if min_entropy < min {
+            return Err(CutoffError::AptOff {
+                h: min_entropy,
+                alpha_log2,
+                min,
+            });
+        }
+        // C = 1 + ceil(-log2(alpha) / H); at most 1 + 1024 / (2/512) here.
         let rct = 1 + (-alpha_log2 / min_entropy).ceil() as u32;
         // C = 1 + CRITBINOM(W, 2^-H, 1 - alpha): the smallest count whose
         // upper tail P(X > c) is at most alpha, plus one.
         let p = (-min_entropy).exp2();
-        let apt = 1 + binomial_critical(APT_WINDOW, p, alpha_log2);
-        Self { rct, apt }
+        let apt = (1 + binomial_critical(APT_WINDOW, p, alpha_log2)).min(APT_WINDOW);
+        Ok(Self { rct, apt })
     }
 }
 
@@ -207,22 +237,67 @@ impl AdaptiveProportion {
 mod tests {
     use super::*;
 
+    /// (H, -log2 alpha, RCT cutoff, APT cutoff), worked out apart from this
+    /// code: RCT as 1 + ceil(N / H) by hand; APT with exact rational
+    /// arithmetic in Python (fractions.Fraction, math.comb; 2^-0.5 from a
+    /// 100-digit decimal), walking c down from 512 while
+    /// sum_{k > c} C(512, k) p^k (1 - p)^(512 - k) <= 2^-N, cutoff = 1 + c.
+    /// The alpha = 2^-20 column is SP 800-90B's table 2.
+    const TABLE: [(f64, u32, u32, u32); 21] = [
+        (0.5, 20, 41, 410),
+        (0.5, 30, 61, 422),
+        (0.5, 40, 81, 432),
+        (1.0, 20, 21, 311),
+        (1.0, 30, 31, 325),
+        (1.0, 40, 41, 336),
+        (2.0, 20, 11, 177),
+        (2.0, 30, 16, 190),
+        (2.0, 40, 21, 201),
+        (4.0, 20, 6, 62),
+        (4.0, 30, 9, 71),
+        (4.0, 40, 11, 78),
+        (6.0, 20, 5, 25),
+        (6.0, 30, 6, 31),
+        (6.0, 40, 8, 35),
+        (7.0, 20, 4, 18),
+        (7.0, 30, 6, 22),
+        (7.0, 40, 7, 26),
+        (8.0, 20, 4, 13),
+        (8.0, 30, 5, 16),
+        (8.0, 40, 6, 19),
+    ];
+
     #[test]
-    fn cutoffs_for_full_entropy_bytes() {
-        let c = Cutoffs::new(8.0, -40.0);
-        assert_eq!(c.rct, 6);
-        // Halving alpha's exponent's worth of tail moves the APT cutoff up
-        // from the table's 13 at 2^-20; P(X >= c) must be at most 2^-40.
-        assert!(c.apt > 13 && c.apt < 32, "{c:?}");
+    fn cutoffs_match_an_independent_computation() {
+        for (h, n, rct, apt) in TABLE {
+            let c = Cutoffs::new(h, -f64::from(n)).unwrap();
+            assert_eq!((c.rct, c.apt), (rct, apt), "H = {h}, alpha = 2^-{n}");
+        }
     }
 
     #[test]
-    fn apt_cutoffs_match_sp800_90b_table_2() {
-        // SP 800-90B table 2: W = 512, alpha = 2^-20, non-binary samples.
-        for (h, cutoff) in [(0.5, 410), (1.0, 311), (2.0, 177), (4.0, 62), (8.0, 13)] {
-            assert_eq!(Cutoffs::new(h, -20.0).apt, cutoff, "H = {h}");
+    fn cutoffs_that_would_mean_nothing_are_refused() {
+        assert!(matches!(
+            Cutoffs::new(1e-9, -40.0),
+            Err(CutoffError::AptOff { .. })
+        ));
+        assert!(matches!(
+            Cutoffs::new(0.07, -40.0),
+            Err(CutoffError::AptOff { .. })
+        ));
+        assert!(Cutoffs::new(40.0 / 512.0, -40.0).unwrap().apt <= APT_WINDOW);
+        for h in [0.0, -1.0, 8.5, f64::NAN, f64::INFINITY] {
+            assert_eq!(
+                Cutoffs::new(h, -40.0)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("min-entropy"),
+                true
+            );
         }
-        assert_eq!(Cutoffs::new(0.5, -20.0).rct, 41);
+        for a in [0.0, 1.0, f64::NAN, f64::NEG_INFINITY, -2000.0] {
+            assert!(matches!(Cutoffs::new(8.0, a), Err(CutoffError::Alpha(_))));
+        }
     }
 
     #[test]

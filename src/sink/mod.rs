@@ -2,7 +2,9 @@
 //! plain mix-in, a seed file, or standard output.
 
 mod kernel;
+mod quarantine;
 mod seed_file;
+mod set;
 
 use std::fmt;
 use std::fs::File;
@@ -11,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 pub use kernel::{KernelSink, has_sys_admin};
+pub use quarantine::QuarantinePolicy;
 pub use seed_file::SeedFile;
+pub use set::SinkSet;
 
 /// A `--sink` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -95,6 +99,8 @@ pub enum SinkError {
     },
     #[error("standard output: {0}")]
     Stdout(std::io::Error),
+    #[error("standard output is closed: nothing can be delivered to `--sink stdout`")]
+    StdoutClosed,
 }
 
 /// What one delivery did, for the metrics.
@@ -111,7 +117,29 @@ pub enum Sink {
     Kernel(KernelSink),
     Mix { device: File, path: PathBuf },
     File(SeedFile),
-    Stdout,
+    Stdout(StdoutSink),
+}
+
+/// Standard output, written through a duplicate of its descriptor: Rust's
+/// `Stdout` takes a closed descriptor (EBADF) for success, and a write that
+/// did not happen must fail. Duplicating a closed descriptor fails, which
+/// is also how a closed standard output is noticed at start.
+#[derive(Debug)]
+pub struct StdoutSink(File);
+
+impl StdoutSink {
+    fn open() -> Result<Self, SinkError> {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|_| SinkError::StdoutClosed)?;
+        Ok(Self(File::from(fd)))
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
+        self.0.write_all(bytes).map_err(SinkError::Stdout)
+    }
 }
 
 impl Sink {
@@ -125,7 +153,7 @@ impl Sink {
                 path: random_device.into(),
             },
             SinkSpec::File(p) => Self::File(SeedFile::open(p)?),
-            SinkSpec::Stdout => Self::Stdout,
+            SinkSpec::Stdout => Self::Stdout(StdoutSink::open()?),
         })
     }
 
@@ -146,13 +174,7 @@ impl Sink {
                 Ok(plain)
             }
             Self::File(f) => f.replace(bytes).map(|()| plain),
-            Self::Stdout => {
-                let mut out = std::io::stdout().lock();
-                out.write_all(bytes)
-                    .and_then(|()| out.flush())
-                    .map_err(SinkError::Stdout)?;
-                Ok(plain)
-            }
+            Self::Stdout(out) => out.write(bytes).map(|()| plain),
         }
     }
 }

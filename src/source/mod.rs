@@ -1,12 +1,14 @@
 //! Where entropy comes from: a path (character device, FIFO or regular file)
 //! or the CPU's RDSEED/RDRAND instructions.
 //!
-//! Every source is a `rand_core::TryRng` whose error is [`SourceError`]: the
-//! refresher only ever asks for bytes with `try_fill_bytes`, and a source
-//! either fills the whole buffer or says why it could not.
+//! A source either fills the whole buffer it is given or says why it could
+//! not ([`SourceError`]); the [`SourcePool`] orders the configured sources
+//! for failover, gives each its own health gate and backs off from failed
+//! ones.
 
 mod cpu;
 mod path;
+mod pool;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -16,8 +18,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use cpu::{CpuInstruction, CpuSource};
-pub use path::PathSource;
-use rand_core::TryRng;
+pub use path::{FilePosition, PathSource};
+pub use pool::{Filled, HwrngStanding, RDRAND_ENTROPY_PER_BYTE, SourcePool, Stopped};
 
 /// A `--source` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -93,34 +95,45 @@ pub enum SourceError {
     CpuExhausted(&'static str),
 }
 
-impl SourceError {
-    /// Every `kind()`, for series that should exist before the first error.
-    pub const KINDS: [&'static str; 10] = [
-        "not_found",
-        "permission_denied",
-        "open",
-        "eof",
-        "device_gone",
-        "io",
-        "timeout",
-        "stopped",
-        "unsupported",
-        "cpu_exhausted",
-    ];
+named_enum! {
+    /// The kinds of [`SourceError`], as metric labels.
+    pub enum ErrorKind {
+        NotFound => "not_found",
+        PermissionDenied => "permission_denied",
+        Open => "open",
+        Eof => "eof",
+        DeviceGone => "device_gone",
+        Io => "io",
+        Timeout => "timeout",
+        Stopped => "stopped",
+        Unsupported => "unsupported",
+        CpuExhausted => "cpu_exhausted",
+    }
+}
 
-    pub fn kind(&self) -> &'static str {
+impl SourceError {
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::NotFound { .. } => "not_found",
-            Self::PermissionDenied { .. } => "permission_denied",
-            Self::Open { .. } => "open",
-            Self::Eof { .. } => "eof",
-            Self::DeviceGone { .. } => "device_gone",
-            Self::Io { .. } => "io",
-            Self::Timeout { .. } => "timeout",
-            Self::Stopped { .. } => "stopped",
-            Self::Unsupported(_) => "unsupported",
-            Self::CpuExhausted(_) => "cpu_exhausted",
+            Self::NotFound { .. } => ErrorKind::NotFound,
+            Self::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Self::Open { .. } => ErrorKind::Open,
+            Self::Eof { .. } => ErrorKind::Eof,
+            Self::DeviceGone { .. } => ErrorKind::DeviceGone,
+            Self::Io { .. } => ErrorKind::Io,
+            Self::Timeout { .. } => ErrorKind::Timeout,
+            Self::Stopped { .. } => ErrorKind::Stopped,
+            Self::Unsupported(_) => ErrorKind::Unsupported,
+            Self::CpuExhausted(_) => ErrorKind::CpuExhausted,
         }
+    }
+
+    /// The source is closed and opened again before its next read: the
+    /// file or device behind it may have been replaced.
+    pub fn closes_source(&self) -> bool {
+        matches!(
+            self.kind(),
+            ErrorKind::NotFound | ErrorKind::DeviceGone | ErrorKind::Io
+        )
     }
 }
 
@@ -144,11 +157,31 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn open(spec: &SourceSpec, limits: &ReadLimits) -> Result<Self, SourceError> {
+    /// Opens a source; a regular file opened before continues at `resume`,
+    /// so that its bytes are never read (and delivered) twice.
+    pub fn open(
+        spec: &SourceSpec,
+        limits: &ReadLimits,
+        resume: Option<FilePosition>,
+    ) -> Result<Self, SourceError> {
         Ok(match spec {
-            SourceSpec::Path(p) => Self::Path(PathSource::open(p, limits.clone())?),
+            SourceSpec::Path(p) => Self::Path(PathSource::open(p, limits.clone(), resume)?),
             SourceSpec::Cpu(i) => Self::Cpu(CpuSource::new(*i)?),
         })
+    }
+
+    /// Where a regular file was left, to continue there after a reopen.
+    pub fn position(&self) -> Option<FilePosition> {
+        match self {
+            Self::Path(p) => p.position(),
+            _ => None,
+        }
+    }
+
+    /// Bytes that can be replayed (a regular file is a capture that may have
+    /// been read before, by this run or an earlier one): never credited.
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, Self::Path(p) if p.position().is_some())
     }
 }
 
@@ -178,26 +211,6 @@ impl Source {
                 }),
             },
         }
-    }
-}
-
-impl TryRng for Source {
-    type Error = SourceError;
-
-    fn try_next_u32(&mut self) -> Result<u32, SourceError> {
-        let mut b = [0u8; 4];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u32::from_le_bytes(b))
-    }
-
-    fn try_next_u64(&mut self) -> Result<u64, SourceError> {
-        let mut b = [0u8; 8];
-        self.try_fill_bytes(&mut b)?;
-        Ok(u64::from_le_bytes(b))
-    }
-
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), SourceError> {
-        self.fill(dst, &mut 0)
     }
 }
 

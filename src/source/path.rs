@@ -12,7 +12,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::io::{Seek, SeekFrom};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -25,16 +26,33 @@ const MAX_READ: usize = 256 * 1024;
 const FIRST_WAIT: Duration = Duration::from_millis(1);
 const LONGEST_WAIT: Duration = Duration::from_millis(20);
 
+/// How far a regular file has been read: which file (device and inode)
+/// and the offset.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilePosition {
+    dev: u64,
+    ino: u64,
+    offset: u64,
+}
+
 #[derive(Debug)]
 pub struct PathSource {
     path: PathBuf,
     file: File,
     is_fifo: bool,
+    /// Set for regular files only.
+    position: Option<FilePosition>,
     limits: ReadLimits,
 }
 
 impl PathSource {
-    pub fn open(path: &Path, limits: ReadLimits) -> Result<Self, SourceError> {
+    /// Opens `path`; if it is the regular file `resume` was taken from,
+    /// reading continues where it stopped.
+    pub fn open(
+        path: &Path,
+        limits: ReadLimits,
+        resume: Option<FilePosition>,
+    ) -> Result<Self, SourceError> {
         let file = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
@@ -44,13 +62,32 @@ impl PathSource {
                 ErrorKind::PermissionDenied => SourceError::PermissionDenied { path: path.into() },
                 _ => classify(path, e),
             })?;
-        let is_fifo = file.metadata().is_ok_and(|m| m.file_type().is_fifo());
+        let meta = file.metadata().map_err(|e| classify(path, e))?;
+        let mut position = meta.is_file().then_some(FilePosition {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            offset: 0,
+        });
+        if let (Some(p), Some(r)) = (position.as_mut(), resume)
+            && (p.dev, p.ino) == (r.dev, r.ino)
+        {
+            let mut f = &file;
+            f.seek(SeekFrom::Start(r.offset))
+                .map_err(|e| classify(path, e))?;
+            p.offset = r.offset;
+        }
         Ok(Self {
             path: path.into(),
             file,
-            is_fifo,
+            is_fifo: meta.file_type().is_fifo(),
+            position,
             limits,
         })
+    }
+
+    /// Where reading stands, for a regular file.
+    pub fn position(&self) -> Option<FilePosition> {
+        self.position
     }
 
     pub fn path(&self) -> &Path {
@@ -84,6 +121,9 @@ impl PathSource {
                 Ok(0) => true,
                 Ok(n) => {
                     *filled += n;
+                    if let Some(p) = self.position.as_mut() {
+                        p.offset += n as u64;
+                    }
                     wait = FIRST_WAIT;
                     last_progress = Instant::now();
                     continue;
@@ -138,22 +178,42 @@ mod tests {
 
     #[test]
     fn reads_a_file_then_reports_eof() {
-        let dir = std::env::temp_dir().join(format!("rr-path-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("data");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("data");
         std::fs::write(&p, [7u8; 10]).unwrap();
-        let mut s = PathSource::open(&p, limits()).unwrap();
+        let mut s = PathSource::open(&p, limits(), None).unwrap();
         let mut buf = [0u8; 6];
         s.try_fill_bytes(&mut buf).unwrap();
         assert_eq!(buf, [7u8; 6]);
         let err = s.try_fill_bytes(&mut buf).unwrap_err();
-        assert_eq!(err.kind(), "eof");
-        std::fs::remove_dir_all(dir).unwrap();
+        assert_eq!(err.kind().name(), "eof");
+    }
+
+    #[test]
+    fn a_reopened_file_continues_where_it_stopped_and_a_new_file_starts_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("data");
+        std::fs::write(&p, (0..10u8).collect::<Vec<_>>()).unwrap();
+        let mut s = PathSource::open(&p, limits(), None).unwrap();
+        let mut buf = [0u8; 4];
+        s.try_fill_bytes(&mut buf).unwrap();
+        let at = s.position();
+        let mut s = PathSource::open(&p, limits(), at).unwrap();
+        s.try_fill_bytes(&mut buf).unwrap();
+        assert_eq!(buf, [4, 5, 6, 7]);
+        let at = s.position();
+        // Written beside it while the old one exists, so the inode differs.
+        let new = dir.path().join("new");
+        std::fs::write(&new, [9u8; 10]).unwrap();
+        std::fs::rename(&new, &p).unwrap();
+        let mut s = PathSource::open(&p, limits(), at).unwrap();
+        s.try_fill_bytes(&mut buf).unwrap();
+        assert_eq!(buf, [9; 4], "another file (inode) is read from its start");
     }
 
     #[test]
     fn missing_path_is_not_found() {
-        let err = PathSource::open(Path::new("/nonexistent/hwrng"), limits()).unwrap_err();
-        assert_eq!(err.kind(), "not_found");
+        let err = PathSource::open(Path::new("/nonexistent/hwrng"), limits(), None).unwrap_err();
+        assert_eq!(err.kind().name(), "not_found");
     }
 }

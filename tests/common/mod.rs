@@ -89,6 +89,18 @@ pub fn good_block(seed: u64) -> Vec<u8> {
     }
 }
 
+/// A stream from which the daemon delivers exactly `blocks`: a start-up
+/// block before them (tested, then discarded) and one good block after them
+/// (it closes the last block's windows and is itself held back).
+pub fn framed(blocks: &[Vec<u8>]) -> Vec<u8> {
+    let mut s = good_block(900_001);
+    for b in blocks {
+        s.extend_from_slice(b);
+    }
+    s.extend(good_block(900_002));
+    s
+}
+
 fn passes(block: &[u8]) -> bool {
     use random_refresher::health::{Block, ContinuousRun, fips::reference};
     let b: &Block = block.try_into().unwrap();

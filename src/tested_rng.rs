@@ -1,0 +1,143 @@
+//! The tested stream as a `rand_core` generator, for Rust programs that
+//! want the daemon's guarantee without the daemon.
+
+use rand_core::TryRng;
+
+use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Gate, SourceHealth};
+use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
+
+/// Why a [`TestedRng`] could not give bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum TestedRngError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(
+        "{0}: the source failed the health tests too often (rngd's rule: 25 unforgiven failures)"
+    )]
+    Failed(String),
+}
+
+/// Bytes from one source that have passed every health test the daemon
+/// runs (FIPS 140-2, SP 800-90B RCT and APT, repeated block), with the same
+/// start-up test and the same hold-back: a byte is handed out only once
+/// every test window containing it has closed and passed.
+///
+/// Failed blocks are dropped and reading goes on; once the source collects
+/// too many failures (the daemon's failure policy), every call fails.
+///
+/// ```
+/// use rand_core::TryRng;
+/// use random_refresher::TestedRng;
+///
+/// // Any source spec the daemon takes: /dev/hwrng, rdseed, rdrand, a file.
+/// let mut rng = TestedRng::open("/dev/urandom")?;
+/// let mut key = [0u8; 32];
+/// rng.try_fill_bytes(&mut key)?;
+/// let nonce = rng.try_next_u64()?;
+/// assert!(key != [0; 32] || nonce != 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TestedRng {
+    name: String,
+    source: Source,
+    gate: Gate,
+    health: SourceHealth,
+    read: Box<Block>,
+    ready: Box<Block>,
+    /// Bytes of `ready` already handed out.
+    used: usize,
+}
+
+impl TestedRng {
+    /// Opens `spec` with the daemon's defaults: H = 8 bits per byte, alpha
+    /// = 2^-40, a 10 s read timeout.
+    pub fn open(spec: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let spec: SourceSpec = spec.parse()?;
+        let limits = ReadLimits {
+            timeout: std::time::Duration::from_secs(10),
+            stop: Default::default(),
+        };
+        Ok(Self::new(&spec, &limits, Cutoffs::new(8.0, -40.0)?)?)
+    }
+
+    /// Opens `spec` with the given read limits and cutoffs.
+    pub fn new(
+        spec: &SourceSpec,
+        limits: &ReadLimits,
+        cutoffs: Cutoffs,
+    ) -> Result<Self, SourceError> {
+        Ok(Self {
+            name: spec.to_string(),
+            source: Source::open(spec, limits, None)?,
+            gate: Gate::new(cutoffs),
+            health: SourceHealth::new(FailurePolicy::default()),
+            read: Box::new([0; BLOCK_BYTES]),
+            ready: Box::new([0; BLOCK_BYTES]),
+            used: BLOCK_BYTES,
+        })
+    }
+
+    /// Reads until the gate releases a block into `ready`.
+    fn refill(&mut self) -> Result<(), TestedRngError> {
+        loop {
+            if self.health.is_failed() {
+                return Err(TestedRngError::Failed(self.name.clone()));
+            }
+            self.source.fill(&mut self.read[..], &mut 0)?;
+            let step = self.gate.push(&self.read, &mut self.ready);
+            if step.verdict.passed() {
+                self.health.block_passed();
+            } else {
+                self.health.block_failed(std::time::Instant::now());
+            }
+            if step.released {
+                self.used = 0;
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl TryRng for TestedRng {
+    type Error = TestedRngError;
+
+    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
+        let mut b = [0u8; 4];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
+        let mut b = [0u8; 8];
+        self.try_fill_bytes(&mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn try_fill_bytes(&mut self, mut dst: &mut [u8]) -> Result<(), Self::Error> {
+        while !dst.is_empty() {
+            if self.used == BLOCK_BYTES {
+                self.refill()?;
+            }
+            let n = dst.len().min(BLOCK_BYTES - self.used);
+            dst[..n].copy_from_slice(&self.ready[self.used..self.used + n]);
+            self.used += n;
+            dst = &mut dst[n..];
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stuck_source_gives_no_byte_and_then_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("zeros");
+        std::fs::write(&p, vec![0u8; 30 * BLOCK_BYTES]).unwrap();
+        let mut rng = TestedRng::open(p.to_str().unwrap()).unwrap();
+        let err = rng.try_next_u32().unwrap_err();
+        assert!(matches!(err, TestedRngError::Failed(_)), "{err}");
+    }
+}
