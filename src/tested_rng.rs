@@ -9,6 +9,8 @@ use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 /// Why a [`TestedRng`] could not give bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum TestedRngError {
+    #[error("{0}")]
+    Spec(String),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error(
@@ -51,13 +53,14 @@ pub struct TestedRng {
 impl TestedRng {
     /// Opens `spec` with the daemon's defaults: H = 8 bits per byte, alpha
     /// = 2^-40, a 10 s read timeout.
-    pub fn open(spec: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
-        let spec: SourceSpec = spec.parse()?;
+    pub fn open(spec: &str) -> Result<Self, TestedRngError> {
+        let spec: SourceSpec = spec.parse().map_err(TestedRngError::Spec)?;
         let limits = ReadLimits {
             timeout: std::time::Duration::from_secs(10),
             stop: Default::default(),
         };
-        Ok(Self::new(&spec, &limits, Cutoffs::new(8.0, -40.0)?)?)
+        let cutoffs = Cutoffs::new(8.0, -40.0).map_err(|e| TestedRngError::Spec(e.to_string()))?;
+        Ok(Self::new(&spec, &limits, cutoffs)?)
     }
 
     /// Opens `spec` with the given read limits and cutoffs.

@@ -39,8 +39,31 @@ fn inputs() -> Vec<(&'static str, Vec<u8>)> {
         let last: [u8; 4] = repeated_words[edge - 4..edge].try_into().unwrap();
         repeated_words[edge..edge + 4].copy_from_slice(&last);
     }
+    // Patterns that fail SP 800-90B but not FIPS 140-2: six equal bytes
+    // (the RCT cutoff at H = 8) in every third block, and a byte value
+    // crowding a 512-byte APT window in every fifth. rngtest counts these
+    // blocks as FIPS successes, and so must `check`.
+    let mut patterns = s.bytes(n);
+    for k in 0..BLOCKS {
+        let start = 4 + k * BLOCK;
+        if k % 3 == 0 {
+            let at = start + 100 + (s.next_u64() % 2000) as usize;
+            patterns[at..at + 6].fill(0x5A);
+        }
+        if k % 5 == 0 {
+            // APT windows start every 512 bytes from the first tested byte.
+            let window = 4 + (k * BLOCK).div_ceil(512) * 512;
+            if window + 512 <= start + BLOCK {
+                let v = patterns[window];
+                for j in 0..24 {
+                    patterns[window + 1 + j * 20] = v;
+                }
+            }
+        }
+    }
     vec![
         ("random", s.bytes(n)),
+        ("sp800-90b-patterns", patterns),
         ("biased-0.51", s.biased(n, 0.51)),
         ("biased-0.49", s.biased(n, 0.49)),
         ("runs-long", s.sticky(n, 0.515)),
@@ -63,8 +86,27 @@ fn check_equals_fixed_rngtest_on_random_and_skewed_data() {
         let (ours, json) = check_counts(&file, BLOCKS);
         let theirs = rngtest(&fixed, &file, BLOCKS);
         assert_eq!(ours, theirs, "{name}: check vs fixed rngtest");
+        assert_eq!(
+            check_text_counts(&file, BLOCKS),
+            theirs,
+            "{name}: text report"
+        );
         assert_eq!(json["blocks"], BLOCKS as u64, "{name}");
         assert_eq!(json["bytes_read"], data.len() as u64, "{name}");
+        if name == "sp800-90b-patterns" {
+            // Blocks that only SP 800-90B failed are FIPS successes, and
+            // the overall verdict counts them as failures.
+            let sp = json["sp800_90b_failures"].as_u64().unwrap();
+            assert!(sp > 300, "{name}: only {sp} SP 800-90B failures: {json}");
+            assert!(
+                json["rct"].as_u64().unwrap() > 0 && json["apt"].as_u64().unwrap() > 0,
+                "{json}"
+            );
+            assert!(
+                json["successes"].as_u64().unwrap() + sp <= ours.successes + 5,
+                "{json}"
+            );
+        }
         failing_blocks += ours.failures;
     }
     // The skewed inputs must exercise every test, or the comparison proves little.

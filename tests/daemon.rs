@@ -154,7 +154,7 @@ fn fails_over_to_the_next_source_when_the_first_goes_bad() {
     let dir = temp_dir();
     let bad = write(dir.path(), "bad", &vec![0u8; 30 * BLOCK]);
     let good = good_block(5);
-    let good_path = write(dir.path(), "good", &framed(&[good.clone()]));
+    let good_path = write(dir.path(), "good", &framed(std::slice::from_ref(&good)));
     let out = run(&[
         "once",
         "--source",
@@ -403,7 +403,7 @@ fn sighup_reopens_sources_and_sigusr1_logs_statistics() {
 fn random_bytes_never_reach_the_log() {
     let dir = temp_dir();
     let good = good_block(15);
-    let src = write(dir.path(), "good", &framed(&[good.clone()]));
+    let src = write(dir.path(), "good", &framed(std::slice::from_ref(&good)));
     let out = run(&[
         "once",
         "--source",

@@ -120,21 +120,33 @@ pub enum Sink {
     Stdout(StdoutSink),
 }
 
-/// Standard output, written through a duplicate of its descriptor: Rust's
-/// `Stdout` takes a closed descriptor (EBADF) for success, and a write that
-/// did not happen must fail. Duplicating a closed descriptor fails, which
-/// is also how a closed standard output is noticed at start.
+/// Standard output, written through a duplicate of its descriptor, since
+/// Rust's `Stdout` takes a closed descriptor (EBADF) for success and a
+/// write that did not happen must fail.
+///
+/// A process started with descriptor 1 closed finds it open on /dev/null:
+/// the Rust runtime reopens closed standard descriptors there, read-write,
+/// before `main`. That /dev/null is recognised (a shell's `>/dev/null`
+/// opens it write-only) and refused like a closed descriptor.
 #[derive(Debug)]
 pub struct StdoutSink(File);
 
 impl StdoutSink {
     fn open() -> Result<Self, SinkError> {
         use std::os::fd::AsFd;
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let fd = std::io::stdout()
             .as_fd()
             .try_clone_to_owned()
             .map_err(|_| SinkError::StdoutClosed)?;
-        Ok(Self(File::from(fd)))
+        let file = File::from(fd);
+        let dev_null = file
+            .metadata()
+            .is_ok_and(|m| m.file_type().is_char_device() && m.rdev() == libc::makedev(1, 3));
+        if dev_null && stdout_opened_read_write() {
+            return Err(SinkError::StdoutClosed);
+        }
+        Ok(Self(file))
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
@@ -177,6 +189,18 @@ impl Sink {
             Self::Stdout(out) => out.write(bytes).map(|()| plain),
         }
     }
+}
+
+/// Whether descriptor 1 was opened read-write, from its `flags:` line in
+/// procfs (octal open flags).
+fn stdout_opened_read_write() -> bool {
+    std::fs::read_to_string("/proc/self/fdinfo/1")
+        .ok()
+        .and_then(|s| {
+            let flags = s.lines().find_map(|l| l.strip_prefix("flags:"))?;
+            u32::from_str_radix(flags.trim(), 8).ok()
+        })
+        .is_some_and(|f| f & libc::O_ACCMODE as u32 == libc::O_RDWR as u32)
 }
 
 fn open_random_device(path: &Path) -> Result<File, SinkError> {

@@ -3,7 +3,7 @@
 //! (say once by the kernel sink now, and again from a seed file at boot).
 
 use metrics::{Counter, counter};
-use tracing::{error, info};
+use tracing::{debug, error, info};
 
 use super::{Sink, SinkError, SinkSpec};
 use crate::telemetry::names;
@@ -74,6 +74,7 @@ impl SinkSet {
         let s = &mut self.slots[i];
         match s.sink.deliver(bytes, credit_bits) {
             Ok(d) => {
+                debug!(sink = %s.spec, bytes = d.bytes, credited_bits = d.credited_bits, "delivered");
                 s.bytes.increment(d.bytes as u64);
                 if d.credited_bits > 0 {
                     self.credited_bits_remainder += d.credited_bits;

@@ -386,3 +386,101 @@ impl SourcePool {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::{ContinuousRun, fips::reference};
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+
+    fn good_block(seed: u64) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        loop {
+            let b: Vec<u8> = (0..BLOCK_BYTES)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x >> 32) as u8
+                })
+                .collect();
+            let block: &Block = b.as_slice().try_into().unwrap();
+            if reference::test_block(block, &mut ContinuousRun::default()).passed() {
+                return b;
+            }
+        }
+    }
+
+    fn pool(spec: SourceSpec) -> SourcePool {
+        let limits = ReadLimits {
+            timeout: Duration::from_secs(1),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let policy = FailurePolicy {
+            retry_initial: Duration::ZERO,
+            retry_max: Duration::ZERO,
+            ..FailurePolicy::default()
+        };
+        SourcePool::open(
+            &[spec],
+            limits,
+            Cutoffs::new(8.0, -40.0).unwrap(),
+            policy,
+            None,
+        )
+        .unwrap()
+    }
+
+    fn fill_one(p: &mut SourcePool) -> Vec<u8> {
+        let mut out = vec![0u8; BLOCK_BYTES];
+        let got = p.fill(&mut out, None).unwrap().bytes;
+        out.truncate(got);
+        out
+    }
+
+    #[test]
+    fn eio_and_enodev_close_the_source_which_is_reopened_where_it_stopped() {
+        for (errno, kind) in [
+            (libc::EIO, ErrorKind::Io),
+            (libc::ENODEV, ErrorKind::DeviceGone),
+            (libc::ENXIO, ErrorKind::DeviceGone),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            let blocks: Vec<Vec<u8>> = (0..12).map(good_block).collect();
+            let path = dir.path().join("source");
+            std::fs::write(&path, blocks.concat()).unwrap();
+            let mut p = pool(SourceSpec::Path(path));
+            // Start-up b0, b1 held, released by b2.
+            assert_eq!(fill_one(&mut p), blocks[1]);
+            let slot = &mut p.slots[0];
+            slot.resume = slot.source.as_ref().unwrap().position();
+            slot.source = Some(Source::Scripted(VecDeque::from([Err(errno)])));
+            assert!(fill_one(&mut p).is_empty(), "errno {errno}");
+            let slot = &p.slots[0];
+            assert_eq!(slot.last_error, Some(kind));
+            assert!(slot.source.is_none(), "closed for a reopen");
+            assert!(slot.health.is_failed());
+            // Reopened at block 3: a new start-up test (b3), b4 held and
+            // released by b5. No byte is read twice.
+            assert_eq!(fill_one(&mut p), blocks[4]);
+            assert!(!p.slots[0].health.is_failed());
+        }
+    }
+
+    #[test]
+    fn a_bad_block_drops_the_block_held_before_it() {
+        let [a, b, c, d] = [11, 12, 13, 14].map(good_block);
+        let mut p = pool(SourceSpec::Path("/dev/null".into()));
+        p.slots[0].source = Some(Source::Scripted(VecDeque::from([
+            Ok(a),
+            Ok(b),
+            Ok(vec![0u8; BLOCK_BYTES]),
+            Ok(c.clone()),
+            Ok(d),
+        ])));
+        assert_eq!(fill_one(&mut p), c);
+    }
+}

@@ -239,8 +239,8 @@ pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::V
         .unwrap_or_else(|e| panic!("check printed no JSON ({e}): {}", stderr(&out)));
     let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"));
     let c = RngtestCounts {
-        successes: n("successes"),
-        failures: n("failures"),
+        successes: n("fips_successes"),
+        failures: n("fips_failures"),
         monobit: n("monobit"),
         poker: n("poker"),
         runs: n("runs"),
@@ -248,6 +248,18 @@ pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::V
         continuous_run: n("continuous_run"),
     };
     (c, v)
+}
+
+/// Our `check` text report, read as rngtest's report is read.
+pub fn check_text_counts(file: &Path, blocks: usize) -> RngtestCounts {
+    let out = run(&[
+        "check",
+        "--source",
+        file.to_str().unwrap(),
+        "--blocks",
+        &blocks.to_string(),
+    ]);
+    parse_rngtest(&String::from_utf8_lossy(&out.stdout))
 }
 
 /// A reference tool: found on PATH or at the path in `env`; when missing,
