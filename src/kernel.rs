@@ -102,7 +102,8 @@ mod tests {
 
     #[test]
     fn reads_a_fake_tree_and_tolerates_missing_files() {
-        let root = std::env::temp_dir().join(format!("rr-kernel-{}", std::process::id()));
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
         let random = root.join("proc/sys/kernel/random");
         let hw = root.join("sys/class/misc/hw_random");
         std::fs::create_dir_all(&random).unwrap();
@@ -117,7 +118,6 @@ mod tests {
         assert_eq!(r.rng_current.as_deref(), Some("tpm-rng-0"));
         assert_eq!(r.rng_available, ["tpm-rng-0", "virtio_rng.0"]);
         assert_eq!(r.rng_quality, Some(512));
-        std::fs::remove_dir_all(root).unwrap();
     }
 
     #[test]

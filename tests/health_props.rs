@@ -61,20 +61,26 @@ fn comparable(s: BlockStats) -> (u32, [u32; 16], [[u32; 6]; 2], bool) {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
+    /// Every build of the word loop this CPU runs (each SIMD level and the
+    /// portable one), not only the one the daemon picks.
     #[test]
     fn fast_counts_equal_reference_counts(block in block_strategy()) {
-        let fast = FipsTester::default().stats(&block);
-        prop_assert_eq!(comparable(fast), comparable(reference::stats(&block)));
+        let want = comparable(reference::stats(&block));
+        for fast in FipsTester::all_levels(ContinuousRun::default()) {
+            prop_assert_eq!(comparable(fast.stats(&block)), want, "{:?}", fast);
+        }
     }
 
     #[test]
     fn fast_verdicts_equal_reference_over_a_stream(blocks in prop::collection::vec(block_strategy(), 1..6), prime in any::<u32>()) {
-        let mut fast = FipsTester::new(ContinuousRun::primed(prime));
-        let mut slow = ContinuousRun::primed(prime);
-        for b in &blocks {
-            prop_assert_eq!(fast.test_block(b), reference::test_block(b, &mut slow));
+        for mut fast in FipsTester::all_levels(ContinuousRun::primed(prime)) {
+            let mut slow = ContinuousRun::primed(prime);
+            for b in &blocks {
+                prop_assert_eq!(fast.test_block(b), reference::test_block(b, &mut slow), "{:?}", fast);
+            }
         }
     }
+
 
     #[test]
     fn rct_and_apt_do_not_depend_on_how_the_stream_is_split(
@@ -92,20 +98,22 @@ proptest! {
 
     #[test]
     fn rct_fires_exactly_when_a_value_repeats_cutoff_times(bytes in prop::collection::vec(0u8..4, 1..400), cutoff in 2u32..8) {
-        let mut longest = 0;
-        let mut run = 0;
-        let mut last = None;
-        for &b in &bytes {
-            run = if last == Some(b) { run + 1 } else { 1 };
-            last = Some(b);
-            longest = longest.max(run);
-        }
-        prop_assert_eq!(RepetitionCount::new(cutoff).feed(&bytes), longest >= cutoff);
+        prop_assert_eq!(RepetitionCount::new(cutoff).feed(&bytes), longest_repeat(&bytes) >= cutoff);
     }
 
     #[test]
     fn apt_fires_exactly_when_a_window_start_recurs_cutoff_times(bytes in prop::collection::vec(0u8..8, 1..3000), cutoff in 20u32..120) {
         prop_assert_eq!(AdaptiveProportion::new(cutoff).feed(&bytes), apt_model(&bytes, cutoff));
+    }
+}
+
+#[test]
+fn the_property_tests_cover_the_portable_loop_and_every_simd_level() {
+    let levels = FipsTester::all_levels(ContinuousRun::default());
+    assert!(format!("{:?}", levels.last().unwrap()).contains("Portable"));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("popcnt") {
+        assert!(levels.len() >= 2, "{levels:?}");
     }
 }
 

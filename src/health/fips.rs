@@ -328,18 +328,6 @@ fn stats_words<const SIMD: u8>(block: &Block) -> BlockStats {
             }
         }
     }
-    // A run of 26 bits spans two whole aligned bytes of equal bits: look for
-    // a 0x00 0x00 or 0xFF 0xFF pair, and only then check exactly.
-    let equal_pairs =
-        |w: u64, shifted: u64| zero_byte_mask(!(w & shifted)) | zero_byte_mask(w | shifted);
-    let mut pair_equal = 0u64;
-    for i in 0..WORDS - 1 {
-        let (w, next) = (words[i], words[i + 1]);
-        pair_equal |= equal_pairs(w, (w << 8) | (next >> 56));
-    }
-    // In the last word only the pairs inside its valid bytes count.
-    let w = words[WORDS - 1];
-    pair_equal |= equal_pairs(w, w << 8) & (LAST_WORD_VALID << 8);
     let mut s = BlockStats {
         ones,
         ..BlockStats::default()
@@ -355,7 +343,7 @@ fn stats_words<const SIMD: u8>(block: &Block) -> BlockStats {
         s.runs[0][k] = ge0 - next0;
     }
     // Only whether a long run exists decides the test; report it as that.
-    s.longest_run = if pair_equal != 0 && has_long_run(words, &cont) {
+    s.longest_run = if has_equal_byte_pair(words) && has_long_run(words, &cont) {
         LONG_RUN_BITS
     } else {
         0
@@ -367,6 +355,24 @@ fn stats_words<const SIMD: u8>(block: &Block) -> BlockStats {
         _ => nibble_counts(block),
     };
     s
+}
+
+/// A run of 26 bits spans two whole aligned bytes of equal bits: a 0x00
+/// 0x00 or 0xFF 0xFF pair. Good data rarely has one, so only then is the
+/// block checked exactly.
+#[inline(always)]
+fn has_equal_byte_pair(words: &[u64]) -> bool {
+    let equal_pairs =
+        |w: u64, shifted: u64| zero_byte_mask(!(w & shifted)) | zero_byte_mask(w | shifted);
+    let mut pair_equal = 0u64;
+    for i in 0..WORDS - 1 {
+        let (w, next) = (words[i], words[i + 1]);
+        pair_equal |= equal_pairs(w, (w << 8) | (next >> 56));
+    }
+    // In the last word only the pairs inside its valid bytes count.
+    let w = words[WORDS - 1];
+    pair_equal |= equal_pairs(w, w << 8) & (LAST_WORD_VALID << 8);
+    pair_equal != 0
 }
 
 /// Whether 26 equal bits follow each other anywhere: cont[j + 1 ..= j + 25]
