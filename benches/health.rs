@@ -101,6 +101,7 @@ fn limits() -> ReadLimits {
     ReadLimits {
         timeout: Duration::from_secs(10),
         stop: Arc::new(AtomicBool::new(false)),
+        progress: None,
     }
 }
 
@@ -189,6 +190,7 @@ fn cycle(c: &mut Criterion) {
         limits: limits(),
         kernel: KernelPaths::new("/proc".as_ref(), "/sys".as_ref()),
         quarantine: false,
+        hwrng: "/dev/hwrng".into(),
         state_dir: None,
     };
     let mut g = c.benchmark_group("cycle");

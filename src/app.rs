@@ -37,6 +37,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Check(args) => check(&args),
         Command::Probe(args) => probe(&args.url, args.timeout),
         Command::Sources(args) => sources(&args),
+        Command::Quarantine(args) => quarantine(&args),
     };
     ExitCode::from(code)
 }
@@ -99,10 +100,15 @@ fn forward_signals(
     Ok(rx)
 }
 
-fn read_limits(args: &SourceArgs, stop: &Arc<AtomicBool>) -> ReadLimits {
+fn read_limits(
+    args: &SourceArgs,
+    stop: &Arc<AtomicBool>,
+    progress: Option<Arc<LoopStatus>>,
+) -> ReadLimits {
     ReadLimits {
         timeout: args.read_timeout,
         stop: Arc::clone(stop),
+        progress,
     }
 }
 
@@ -125,6 +131,7 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
         limits,
         kernel: KernelPaths::new(&s.kernel.proc_root, &s.kernel.sys_root),
         quarantine: args.quarantine_hwrng,
+        hwrng: args.hwrng.clone(),
         state_dir: Some(args.state_dir.clone()),
     })
 }
@@ -146,14 +153,14 @@ fn start(args: &RefreshArgs) -> Result<Started, u8> {
     let stop = Arc::new(AtomicBool::new(false));
     let signals = register_signals()
         .map_err(|e| fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")))?;
-    let config =
-        config(args, read_limits(&args.source, &stop)).map_err(|e| fail(EXIT_CONFIG, &e))?;
+    let status = Arc::new(LoopStatus::default());
+    let limits = read_limits(&args.source, &stop, Some(Arc::clone(&status)));
+    let config = config(args, limits).map_err(|e| fail(EXIT_CONFIG, &e))?;
     let exporter = Exporter::install(&args.telemetry.metrics_labels, config.kernel.clone())
         .map(Arc::new)
         .map_err(|e| fail(EXIT_FAILED, &format!("cannot set up metrics: {e}")))?;
     log_start(&config);
     let liveness_limit = config.interval + config.limits.timeout + LIVENESS_MARGIN;
-    let status = Arc::new(LoopStatus::default());
     let mut refresher = Refresher::new(config)
         .map_err(|e| fail(EXIT_CONFIG, &e.to_string()))?
         .with_status(Arc::clone(&status))
@@ -277,6 +284,40 @@ fn run(args: &RefreshArgs) -> u8 {
     }
 }
 
+/// `quarantine`: what the marker holds, and `--release` to lift it by hand.
+fn quarantine(args: &crate::cli::QuarantineArgs) -> u8 {
+    let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
+    let mut q = match crate::kernel::Quarantine::open(&kernel, Some(&args.state_dir)) {
+        Ok(q) => q,
+        Err(e) => return fail(EXIT_CONFIG, &format!("quarantine: {e}")),
+    };
+    let held: Vec<(String, u32)> = q.held().map(|(r, v)| (r.to_string(), v)).collect();
+    if held.is_empty() {
+        println!("no hardware RNG is held in quarantine");
+        return EXIT_OK;
+    }
+    let mut code = EXIT_OK;
+    for (rng, quality) in held {
+        if !args.release {
+            println!("{rng}: held at rng_quality 0; {quality} is given back on release");
+            continue;
+        }
+        match q.release(&rng) {
+            Ok(_) => println!("{rng}: released, rng_quality {quality}"),
+            Err(e) => {
+                code = fail(
+                    EXIT_FAILED,
+                    &format!(
+                        "{rng}: {e}; make it current with `echo {rng} > {}` and run again",
+                        kernel.hw_random_dir().join("rng_current").display()
+                    ),
+                );
+            }
+        }
+    }
+    code
+}
+
 fn sources(args: &crate::cli::SourcesArgs) -> u8 {
     let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
     match crate::inventory::print(&kernel, &args.hwrng, std::io::stdout().lock()) {
@@ -296,7 +337,8 @@ fn check(args: &CheckArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
-    let reports = match crate::check::check(args, cutoffs, &read_limits(&args.source, &stop)) {
+    let reports = match crate::check::check(args, cutoffs, &read_limits(&args.source, &stop, None))
+    {
         Ok(r) => r,
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };

@@ -39,6 +39,28 @@ pub enum Command {
     /// GET the daemon's /healthz (or --url) and exit 0 if it answers 200:
     /// a container health check that needs no shell.
     Probe(ProbeArgs),
+    /// Show the hwrng quarantine the daemon left, or lift it by hand.
+    Quarantine(QuarantineArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct QuarantineArgs {
+    /// Give every held device back the rng_quality recorded for it (each
+    /// must be the current device when its quality is written).
+    #[arg(long)]
+    pub release: bool,
+
+    /// Where the daemon keeps the quarantine marker.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/random-refresher",
+        env = "RANDOM_REFRESHER_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+
+    #[command(flatten)]
+    pub kernel: KernelArgs,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -264,6 +286,17 @@ pub struct RefreshArgs {
     /// rng_quality to 0 so that the kernel stops crediting the device too.
     #[arg(long, env = "RANDOM_REFRESHER_QUARANTINE_HWRNG")]
     pub quarantine_hwrng: bool,
+
+    /// The kernel's hwrng device node (in a pod, /host/dev/hwrng): the
+    /// source that is this same device (by device number) is the one
+    /// --quarantine-hwrng judges.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/dev/hwrng",
+        env = "RANDOM_REFRESHER_HWRNG"
+    )]
+    pub hwrng: PathBuf,
 
     /// Where the quarantine marker lives (it survives a crash).
     #[arg(

@@ -129,138 +129,210 @@ mod tests {
     }
 }
 
-/// The kernel's credit for its hardware RNG, `rng_quality` (0 to 1024), held
-/// at 0 while the device fails its health tests, so that the kernel's own
-/// `[hwrng]` thread stops crediting it.
+/// The kernel's credit for its hardware RNGs, `rng_quality` (0 to 1024),
+/// held at 0 for a device that fails its health tests, so that the
+/// kernel's own `[hwrng]` thread stops crediting it.
+///
+/// `rng_quality` always means the *current* device's quality, and writing
+/// it makes the kernel pick the best device again, which may switch
+/// `rng_current`. So `rng_current` is read before every write, and a write
+/// happens only while the device it is meant for is current.
 ///
 /// The file is opened once, at start, so that writing it later needs no
-/// privilege. A marker in the state folder records the quality found, so
-/// that a quarantine left by a crash is recognised (and not mistaken for an
-/// administrator's 0) and lifted once the device passes again.
+/// privilege. A marker in the state folder records each held device with
+/// the quality it had: the quarantine outlives the process (a crash, a
+/// restart, an exit while the device still fails) and is lifted only when
+/// that device passes again, or by hand (`random-refresher quarantine
+/// --release`).
 #[derive(Debug)]
 pub struct Quarantine {
-    file: std::fs::File,
-    path: PathBuf,
+    quality: std::fs::File,
+    quality_path: PathBuf,
+    current_path: PathBuf,
     marker: Option<PathBuf>,
-    rng: String,
-    /// The quality to restore, while the quarantine holds.
-    held: Option<u32>,
+    /// Held devices and the quality to give back to each.
+    held: std::collections::BTreeMap<String, u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum QuarantineError {
-    #[error("{path}: {source} (quarantine needs the host's /sys writable: a privileged container)")]
+    #[error("{path}: {source} (quarantine needs the host's hw_random folder in /sys writable)")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{0}: no hardware RNG is current")]
     NoRng(PathBuf),
+    #[error(
+        "{wanted} is no longer the current hardware RNG ({current}); its rng_quality cannot be written until it is current again"
+    )]
+    NotCurrent { wanted: String, current: String },
+    #[error("quarantine marker {path}: {source}")]
+    Marker {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 const MARKER: &str = "hwrng-quarantine";
 
 impl Quarantine {
     pub fn open(paths: &KernelPaths, state_dir: Option<&Path>) -> Result<Self, QuarantineError> {
-        let path = paths.rng_quality_path();
-        let io = |source| QuarantineError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = std::fs::OpenOptions::new()
+        let quality_path = paths.rng_quality_path();
+        let quality = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
-            .open(&path)
-            .map_err(io)?;
-        let rng = paths
-            .read()
-            .rng_current
-            .ok_or_else(|| QuarantineError::NoRng(path.clone()))?;
-        let marker = state_dir.map(|d| d.join(MARKER));
+            .open(&quality_path)
+            .map_err(|source| QuarantineError::Io {
+                path: quality_path.clone(),
+                source,
+            })?;
         let mut q = Self {
-            file,
-            path,
-            marker,
-            rng,
-            held: None,
+            quality,
+            quality_path,
+            current_path: paths.hw_random_dir().join("rng_current"),
+            marker: state_dir.map(|d| d.join(MARKER)),
+            held: Default::default(),
         };
-        // A marker for this device with the quality still at 0 is a
-        // quarantine an earlier run did not lift.
-        if let Some(m) = &q.marker
-            && let Ok(text) = std::fs::read_to_string(m)
-        {
-            let mut fields = text.split_whitespace();
-            let (rng, quality) = (fields.next(), fields.next().and_then(|v| v.parse().ok()));
-            if rng == Some(q.rng.as_str()) && q.current()? == 0 {
-                q.held = quality;
-            } else {
-                let _ = std::fs::remove_file(m);
-            }
+        let current = q
+            .current()
+            .ok_or_else(|| QuarantineError::NoRng(q.current_path.clone()))?;
+        q.held = q.read_marker();
+        // A record for the current device whose quality is no longer 0 was
+        // lifted by someone else: an administrator's word wins.
+        if q.held.contains_key(&current) && q.read_quality()? != 0 {
+            q.held.remove(&current);
+            q.save_marker()?;
         }
         Ok(q)
     }
 
-    pub fn rng(&self) -> &str {
-        &self.rng
+    /// The device `rng_quality` speaks for now, if any.
+    pub fn current(&self) -> Option<String> {
+        read_trimmed(&self.current_path).filter(|s| s != "none")
     }
 
-    pub fn is_held(&self) -> bool {
-        self.held.is_some()
+    /// Held devices and the quality each gets back.
+    pub fn held(&self) -> impl Iterator<Item = (&str, u32)> {
+        self.held.iter().map(|(k, v)| (k.as_str(), *v))
     }
 
-    fn current(&self) -> Result<u32, QuarantineError> {
+    pub fn is_held(&self, rng: &str) -> bool {
+        self.held.contains_key(rng)
+    }
+
+    fn read_marker(&self) -> std::collections::BTreeMap<String, u32> {
+        let Some(text) = self
+            .marker
+            .as_deref()
+            .and_then(|m| crate::atomic_file::read_no_follow(m).ok())
+        else {
+            return Default::default();
+        };
+        text.lines()
+            .filter_map(|l| {
+                let (rng, quality) = l.split_once(' ')?;
+                Some((rng.to_string(), quality.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    fn save_marker(&self) -> Result<(), QuarantineError> {
+        let Some(m) = &self.marker else {
+            return Ok(());
+        };
+        let err = |source| QuarantineError::Marker {
+            path: m.clone(),
+            source,
+        };
+        if self.held.is_empty() {
+            return match std::fs::remove_file(m) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err(e)),
+                _ => Ok(()),
+            };
+        }
+        let text: String = self
+            .held
+            .iter()
+            .map(|(r, q)| format!("{r} {q}\n"))
+            .collect();
+        if let Some(dir) = m.parent() {
+            std::fs::create_dir_all(dir).map_err(err)?;
+        }
+        crate::atomic_file::replace(m, ".hwrng-quarantine.tmp.", text.as_bytes()).map_err(err)
+    }
+
+    fn read_quality(&self) -> Result<u32, QuarantineError> {
         let mut buf = [0u8; 16];
-        let n = std::os::unix::fs::FileExt::read_at(&self.file, &mut buf, 0).map_err(|source| {
-            QuarantineError::Io {
-                path: self.path.clone(),
-                source,
-            }
-        })?;
+        let n =
+            std::os::unix::fs::FileExt::read_at(&self.quality, &mut buf, 0).map_err(|source| {
+                QuarantineError::Io {
+                    path: self.quality_path.clone(),
+                    source,
+                }
+            })?;
         Ok(std::str::from_utf8(&buf[..n])
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0))
     }
 
-    fn write(&self, quality: u32) -> Result<(), QuarantineError> {
+    /// Writes `rng`'s quality, only while `rng` is the current device.
+    fn write_quality(&self, rng: &str, quality: u32) -> Result<(), QuarantineError> {
+        let current = self.current().unwrap_or_else(|| "none".into());
+        if current != rng {
+            return Err(QuarantineError::NotCurrent {
+                wanted: rng.into(),
+                current,
+            });
+        }
         let text = format!("{quality}\n");
-        std::os::unix::fs::FileExt::write_at(&self.file, text.as_bytes(), 0).map_err(|source| {
-            QuarantineError::Io {
-                path: self.path.clone(),
+        std::os::unix::fs::FileExt::write_at(&self.quality, text.as_bytes(), 0).map_err(
+            |source| QuarantineError::Io {
+                path: self.quality_path.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         // sysfs takes each write whole; a plain file (a sysfs tree copied for
         // a test or a chroot) keeps what was longer, so cut it to size.
-        let _ = self.file.set_len(text.len() as u64);
+        let _ = self.quality.set_len(text.len() as u64);
         Ok(())
     }
 
-    /// Sets the quality to 0; returns the quality found, or None if already held.
-    pub fn hold(&mut self) -> Result<Option<u32>, QuarantineError> {
-        if self.held.is_some() {
+    /// Sets `rng`'s quality to 0; returns the quality found, or None if it
+    /// was held already. The marker is written first, so that a crash
+    /// between the two writes still knows what to give back.
+    pub fn hold(&mut self, rng: &str) -> Result<Option<u32>, QuarantineError> {
+        if self.held.contains_key(rng) {
             return Ok(None);
         }
-        let found = self.current()?;
-        if let Some(m) = &self.marker {
-            let _ = std::fs::create_dir_all(m.parent().unwrap_or(Path::new("/")));
-            let _ = std::fs::write(m, format!("{} {found}\n", self.rng));
+        let current = self.current().unwrap_or_default();
+        if current != rng {
+            return Err(QuarantineError::NotCurrent {
+                wanted: rng.into(),
+                current,
+            });
         }
-        self.write(0)?;
-        self.held = Some(found);
+        let found = self.read_quality()?;
+        self.held.insert(rng.into(), found);
+        self.save_marker()?;
+        if let Err(e) = self.write_quality(rng, 0) {
+            self.held.remove(rng);
+            let _ = self.save_marker();
+            return Err(e);
+        }
         Ok(Some(found))
     }
 
-    /// Restores the quality found; returns it, or None if nothing was held.
-    pub fn release(&mut self) -> Result<Option<u32>, QuarantineError> {
-        let Some(found) = self.held else {
+    /// Gives `rng` back the quality recorded for it; returns it, or None if
+    /// `rng` was not held.
+    pub fn release(&mut self, rng: &str) -> Result<Option<u32>, QuarantineError> {
+        let Some(&quality) = self.held.get(rng) else {
             return Ok(None);
         };
-        self.write(found)?;
-        self.held = None;
-        if let Some(m) = &self.marker {
-            let _ = std::fs::remove_file(m);
-        }
-        Ok(Some(found))
+        self.write_quality(rng, quality)?;
+        self.held.remove(rng);
+        self.save_marker()?;
+        Ok(Some(quality))
     }
 }

@@ -42,6 +42,7 @@ macro_rules! named_enum {
 }
 
 pub mod app;
+mod atomic_file;
 pub mod check;
 pub mod cli;
 pub mod health;

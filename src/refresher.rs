@@ -17,7 +17,7 @@ use tracing::info;
 use crate::health::{BLOCK_BYTES, Cutoffs, FailurePolicy};
 use crate::kernel::{KernelPaths, Quarantine, QuarantineError};
 use crate::sink::{QuarantinePolicy, SinkError, SinkSet, SinkSpec};
-use crate::source::{ReadLimits, SourcePool, SourceSpec};
+use crate::source::{FileId, PoolOptions, ReadLimits, SourcePool, SourceSpec};
 use crate::telemetry::exporter::Exporter;
 use crate::telemetry::{LoopStatus, names};
 
@@ -42,6 +42,9 @@ pub struct Config {
     pub kernel: KernelPaths,
     /// Hold the kernel's `rng_quality` at 0 while the hwrng source fails.
     pub quarantine: bool,
+    /// The kernel's hwrng device: the source that is this same file is the
+    /// one the quarantine judges.
+    pub hwrng: PathBuf,
     /// Where the quarantine marker lives, to survive a crash.
     pub state_dir: Option<PathBuf>,
 }
@@ -70,6 +73,10 @@ pub enum StartError {
     Sink { spec: SinkSpec, source: SinkError },
     #[error("--quarantine-hwrng: {0}")]
     Quarantine(#[from] QuarantineError),
+    #[error(
+        "--quarantine-hwrng: no --source is the hwrng device {0} (compared by device number, or by inode for other files); set --hwrng to the path of the device"
+    )]
+    NoHwrngSource(PathBuf),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -134,14 +141,17 @@ impl Refresher {
         if c.sources.is_empty() || c.sinks.is_empty() {
             return Err(StartError::Empty);
         }
-        let pool = SourcePool::open(
-            &c.sources,
-            c.limits.clone(),
-            c.cutoffs,
-            c.policy,
-            c.entropy_per_byte,
-        )
-        .map_err(StartError::NoSource)?;
+        let options = PoolOptions {
+            limits: c.limits.clone(),
+            cutoffs: c.cutoffs,
+            policy: c.policy,
+            entropy_per_byte: c.entropy_per_byte,
+            hwrng: FileId::of_path(&c.hwrng).ok(),
+        };
+        let pool = SourcePool::open(&c.sources, options).map_err(StartError::NoSource)?;
+        if c.quarantine && !pool.has_hwrng() {
+            return Err(StartError::NoHwrngSource(c.hwrng));
+        }
         let sinks = SinkSet::open(&c.sinks, &c.random_device)
             .map_err(|(spec, source)| StartError::Sink { spec, source })?;
         let quarantine = match c.quarantine {
@@ -190,10 +200,11 @@ impl Refresher {
 
     /// One cycle: for each sink in turn, read a tested batch and deliver it.
     pub fn cycle(&mut self) -> CycleOutcome {
-        self.pool.begin_cycle();
         let outcome = self.deliver_batches();
-        if let Some(q) = self.quarantine.as_mut() {
-            q.update(self.pool.hwrng_standing());
+        if let Some(q) = self.quarantine.as_mut()
+            && q.update(self.pool.hwrng_standing())
+        {
+            self.pool.restart_hwrng();
         }
         let ok = matches!(outcome, CycleOutcome::Delivered { .. });
         if outcome != CycleOutcome::Stopped {

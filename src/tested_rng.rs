@@ -58,6 +58,7 @@ impl TestedRng {
         let limits = ReadLimits {
             timeout: std::time::Duration::from_secs(10),
             stop: Default::default(),
+            progress: None,
         };
         let cutoffs = Cutoffs::new(8.0, -40.0).map_err(|e| TestedRngError::Spec(e.to_string()))?;
         Ok(Self::new(&spec, &limits, cutoffs)?)

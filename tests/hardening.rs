@@ -44,6 +44,8 @@ fn each_mode_keeps_the_minimal_capability_set() {
                 "--sink",
                 "mix",
                 "--quarantine-hwrng",
+                "--hwrng",
+                src.to_str().unwrap(),
                 "--sys-root",
                 "/sys",
                 "--state-dir",

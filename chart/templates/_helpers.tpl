@@ -116,6 +116,7 @@ seccompProfile:
 - --listen-address=0.0.0.0:{{ .Values.metrics.port }}
 {{- if not .Values.devicePlugin.enabled }}
 - --sys-root=/host/sys
+- --hwrng=/host/dev/hwrng
 {{- end }}
 {{- if .Values.refresher.quarantineHwrng }}
 {{- if .Values.devicePlugin.enabled }}
@@ -214,11 +215,19 @@ containers:
         readOnly: {{ not .Values.refresher.quarantineHwrng }}
       {{- end }}
 volumes:
-  # The quarantine marker: survives a container restart, not a Pod's end.
+  # The quarantine marker. With the quarantine on it lives in the host's
+  # /run: it outlives the Pod (an upgrade, a rescheduling) for as long as
+  # the kernel's rng_quality does, and both are reset by a reboot.
   - name: state
+    {{- if .Values.refresher.quarantineHwrng }}
+    hostPath:
+      path: {{ .Values.hostPaths.state }}
+      type: DirectoryOrCreate
+    {{- else }}
     emptyDir:
       medium: Memory
       sizeLimit: 1Mi
+    {{- end }}
 {{- if not .Values.devicePlugin.enabled }}
   - name: host-dev
     hostPath:

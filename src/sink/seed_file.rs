@@ -1,10 +1,6 @@
-//! A seed file, replaced atomically: write a temporary file in the same
-//! folder, fsync it, rename it over the old one, fsync the folder. Killed at
+//! A seed file, replaced atomically (see [`crate::atomic_file`]): killed at
 //! any instant, the path holds the whole old seed or the whole new one.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::SinkError;
@@ -12,7 +8,6 @@ use super::SinkError;
 #[derive(Debug)]
 pub struct SeedFile {
     path: PathBuf,
-    dir: PathBuf,
     temp_prefix: String,
 }
 
@@ -45,37 +40,16 @@ impl SeedFile {
         }
         Ok(Self {
             path: path.into(),
-            dir,
             temp_prefix,
         })
     }
 
     pub fn replace(&mut self, bytes: &[u8]) -> Result<(), SinkError> {
-        let err = |source| SinkError::SeedFile {
-            path: self.path.clone(),
-            source,
-        };
-        let mut suffix = [0u8; 8];
-        getrandom::fill(&mut suffix).map_err(|e| err(std::io::Error::other(e)))?;
-        let temp = self.dir.join(format!(
-            "{}{:016x}",
-            self.temp_prefix,
-            u64::from_ne_bytes(suffix)
-        ));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&temp, &self.path)?;
-            File::open(&self.dir)?.sync_all()
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        result.map_err(err)
+        crate::atomic_file::replace(&self.path, &self.temp_prefix, bytes).map_err(|source| {
+            SinkError::SeedFile {
+                path: self.path.clone(),
+                source,
+            }
+        })
     }
 }

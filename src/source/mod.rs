@@ -18,8 +18,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 pub use cpu::{CpuInstruction, CpuSource};
-pub use path::{FilePosition, PathSource};
-pub use pool::{Filled, HwrngStanding, RDRAND_ENTROPY_PER_BYTE, SourcePool, Stopped};
+pub use path::{FileId, FilePosition, PathSource};
+pub use pool::{Filled, HwrngStanding, PoolOptions, RDRAND_ENTROPY_PER_BYTE, SourcePool, Stopped};
 
 /// A `--source` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,14 +50,6 @@ impl fmt::Display for SourceSpec {
             Self::Path(p) => write!(f, "{}", p.display()),
             Self::Cpu(i) => f.write_str(i.name()),
         }
-    }
-}
-
-impl SourceSpec {
-    /// Whether this names the kernel's hardware RNG character device, the one
-    /// source whose kernel-side crediting the daemon can switch off.
-    pub fn is_hwrng(&self) -> bool {
-        matches!(self, Self::Path(p) if p.file_name().is_some_and(|n| n == "hwrng"))
     }
 }
 
@@ -143,6 +135,8 @@ impl SourceError {
 pub struct ReadLimits {
     pub timeout: Duration,
     pub stop: Arc<AtomicBool>,
+    /// Told of every read that brings bytes, for the liveness check.
+    pub progress: Option<Arc<crate::telemetry::LoopStatus>>,
 }
 
 /// An opened source.
@@ -174,6 +168,14 @@ impl Source {
     pub fn position(&self) -> Option<FilePosition> {
         match self {
             Self::Path(p) => p.position(),
+            _ => None,
+        }
+    }
+
+    /// Which file or device this is; None for CPU instructions.
+    pub fn id(&self) -> Option<FileId> {
+        match self {
+            Self::Path(p) => Some(p.id()),
             _ => None,
         }
     }
@@ -234,7 +236,5 @@ mod tests {
         );
         assert!("hwrng".parse::<SourceSpec>().is_err());
         assert!("".parse::<SourceSpec>().is_err());
-        assert!(SourceSpec::Path("/host/dev/hwrng".into()).is_hwrng());
-        assert!(!SourceSpec::Path("/dev/random".into()).is_hwrng());
     }
 }

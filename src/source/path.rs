@@ -26,6 +26,29 @@ const MAX_READ: usize = 256 * 1024;
 const FIRST_WAIT: Duration = Duration::from_millis(1);
 const LONGEST_WAIT: Duration = Duration::from_millis(20);
 
+/// What a path is, for telling whether two paths are the same source: a
+/// character device by its device number (a node made elsewhere with the
+/// same number is the same device), anything else by device and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileId {
+    Device(u64),
+    Inode(u64, u64),
+}
+
+impl FileId {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        if meta.file_type().is_char_device() {
+            Self::Device(meta.rdev())
+        } else {
+            Self::Inode(meta.dev(), meta.ino())
+        }
+    }
+
+    pub fn of_path(path: &Path) -> std::io::Result<Self> {
+        std::fs::metadata(path).map(|m| Self::of(&m))
+    }
+}
+
 /// How far a regular file has been read: which file (device and inode)
 /// and the offset.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +65,7 @@ pub struct PathSource {
     is_fifo: bool,
     /// Set for regular files only.
     position: Option<FilePosition>,
+    id: FileId,
     limits: ReadLimits,
 }
 
@@ -81,8 +105,13 @@ impl PathSource {
             file,
             is_fifo: meta.file_type().is_fifo(),
             position,
+            id: FileId::of(&meta),
             limits,
         })
+    }
+
+    pub fn id(&self) -> FileId {
+        self.id
     }
 
     /// Where reading stands, for a regular file.
@@ -121,6 +150,10 @@ impl PathSource {
                 Ok(0) => true,
                 Ok(n) => {
                     *filled += n;
+                    // Progress, not whole blocks, keeps a slow source alive.
+                    if let Some(p) = &self.limits.progress {
+                        p.beat();
+                    }
                     if let Some(p) = self.position.as_mut() {
                         p.offset += n as u64;
                     }
@@ -173,6 +206,7 @@ mod tests {
         ReadLimits {
             timeout: Duration::from_millis(200),
             stop: Arc::new(AtomicBool::new(false)),
+            progress: None,
         }
     }
 

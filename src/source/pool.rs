@@ -13,7 +13,9 @@ use std::time::Instant;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tracing::{debug, error, info, warn};
 
-use super::{CpuInstruction, ErrorKind, FilePosition, ReadLimits, Source, SourceError, SourceSpec};
+use super::{
+    CpuInstruction, ErrorKind, FileId, FilePosition, ReadLimits, Source, SourceError, SourceSpec,
+};
 use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Gate, SourceHealth, TESTS, Test};
 use crate::telemetry::{LoopStatus, names};
 
@@ -22,6 +24,26 @@ use crate::telemetry::{LoopStatus, names};
 /// of 128 bits per 256-bit seed, so 8 KiB of RDRAND output holds at least
 /// one fresh seed: 256 bits per 8192 bytes is 1/32 bit per byte.
 pub const RDRAND_ENTROPY_PER_BYTE: f64 = 1.0 / 32.0;
+
+/// Passing blocks in a row a retried source must give, after its start-up
+/// test, to be trusted again. Fixed, not a batch: with a large batch a
+/// source would otherwise have to pass millions of blocks without the one
+/// false alarm in 1,250 that good data gives. 16 good blocks in a row fail
+/// by chance about once in 80 tries.
+pub const PROBE_BLOCKS: u32 = 16;
+
+/// How the pool is built.
+#[derive(Clone, Debug)]
+pub struct PoolOptions {
+    pub limits: ReadLimits,
+    pub cutoffs: Cutoffs,
+    pub policy: FailurePolicy,
+    /// Credit per byte for every source; None: each kind's default.
+    pub entropy_per_byte: Option<f64>,
+    /// The kernel's hwrng device: the source that is the same file is the
+    /// one the quarantine judges.
+    pub hwrng: Option<FileId>,
+}
 
 /// Shutdown was asked for while reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,9 +111,13 @@ struct Slot {
     last_error: Option<ErrorKind>,
     /// Marked failed by the health tests (not by a read error).
     failed_by_tests: bool,
-    /// This cycle it was read, and gave less than was asked of it.
-    used: bool,
-    short: bool,
+    /// Passing blocks still needed before a retried source is trusted.
+    probe_left: u32,
+    /// The same file as the kernel's hwrng device.
+    is_hwrng: bool,
+    /// Passing blocks since the last start-up test while trusted, for the
+    /// quarantine policy.
+    trusted_passes: u64,
     blocks_passed: u64,
     blocks_failed: u64,
     metrics: SlotMetrics,
@@ -108,11 +134,12 @@ impl Slot {
     }
 
     /// Opens the source; the error says why not.
-    fn open(&mut self, limits: &ReadLimits) -> Result<(), String> {
+    fn open(&mut self, limits: &ReadLimits, hwrng: Option<FileId>) -> Result<(), String> {
         match Source::open(&self.spec, limits, self.resume) {
             Ok(s) => {
+                self.is_hwrng = hwrng.is_some() && s.id() == hwrng;
                 self.source = Some(s);
-                self.gate.restart();
+                self.restart();
                 Ok(())
             }
             Err(e) => {
@@ -120,6 +147,12 @@ impl Slot {
                 Err(e.to_string())
             }
         }
+    }
+
+    /// A new stream: start-up test first, and trust counted anew.
+    fn restart(&mut self) {
+        self.gate.restart();
+        self.trusted_passes = 0;
     }
 
     fn close(&mut self) {
@@ -149,7 +182,6 @@ impl Slot {
     /// source fails a read, or the policy gives up on it. Returns the bytes
     /// released into the front of `out`.
     fn fill(&mut self, out: &mut [u8], status: Option<&LoopStatus>) -> Result<usize, Stopped> {
-        let retrying = self.health.is_failed();
         let started = Instant::now();
         let mut block = [0u8; BLOCK_BYTES];
         let (mut written, mut read) = (0, 0u64);
@@ -181,7 +213,7 @@ impl Slot {
             if step.verdict.passed() {
                 self.blocks_passed += 1;
                 self.metrics.passed.increment(1);
-                self.health.block_passed();
+                self.block_passed(step.start_up);
                 continue;
             }
             self.blocks_failed += 1;
@@ -191,7 +223,7 @@ impl Slot {
             }
             debug!(source = %self.label, tests = ?step.verdict.failed_tests().map(Test::name).collect::<Vec<_>>(),
                    start_up = step.start_up, "block failed; dropped with the block held before it");
-            if self.block_failed(retrying) {
+            if self.block_failed() {
                 break Ok(());
             }
         };
@@ -208,21 +240,43 @@ impl Slot {
             self.close();
         }
         // The stream broke: the held block's next window never came.
-        self.gate.restart();
+        self.restart();
+        self.probe_left = 0;
         self.health.mark_failed(Instant::now());
     }
 
+    fn block_passed(&mut self, start_up: bool) {
+        if start_up {
+            return;
+        }
+        if !self.health.is_failed() {
+            self.health.block_passed();
+            self.trusted_passes += 1;
+            return;
+        }
+        self.probe_left = self.probe_left.saturating_sub(1);
+        if self.probe_left == 0 {
+            self.health.recovered();
+            self.failed_by_tests = false;
+            self.show_up();
+            info!(source = %self.label, blocks = PROBE_BLOCKS,
+                  "source passed its start-up test and the probe blocks and is trusted again");
+        }
+    }
+
     /// Records a failed block; true if the source is given up on for now.
-    fn block_failed(&mut self, retrying: bool) -> bool {
+    fn block_failed(&mut self) -> bool {
         let now = Instant::now();
-        if retrying {
+        if self.health.is_failed() {
             self.health.mark_failed(now);
             self.failed_by_tests = true;
+            self.probe_left = 0;
             warn!(source = %self.label, "source still fails the health tests; retrying later");
             return true;
         }
         if self.health.block_failed(now) {
             self.failed_by_tests = true;
+            self.probe_left = 0;
             error!(source = %self.label, failures = self.health.failures(),
                    "source failed the health tests too often and is no longer used");
             return true;
@@ -231,13 +285,13 @@ impl Slot {
     }
 }
 
-/// How the sources that are the kernel's hwrng fared this cycle.
+/// How the source that is the kernel's hwrng stands, for the quarantine.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HwrngStanding {
     /// Marked failed by the health tests.
     pub failing: bool,
-    /// Read this cycle, trusted, and gave every block asked of it.
-    pub passing: bool,
+    /// Passing blocks since its last start-up test, while trusted.
+    pub trusted_passes: u64,
 }
 
 /// The sources in failover order.
@@ -246,19 +300,21 @@ pub struct SourcePool {
     limits: ReadLimits,
     /// The slot read last, to notice a switch.
     active: Option<usize>,
+    hwrng: Option<FileId>,
 }
 
 impl SourcePool {
     /// Opens every source. At least one must open: a daemon that can read
     /// nothing is misconfigured and should say so at once (the error joins
     /// each source's reason).
-    pub fn open(
-        specs: &[SourceSpec],
-        limits: ReadLimits,
-        cutoffs: Cutoffs,
-        policy: FailurePolicy,
-        entropy_per_byte: Option<f64>,
-    ) -> Result<Self, String> {
+    pub fn open(specs: &[SourceSpec], options: PoolOptions) -> Result<Self, String> {
+        let PoolOptions {
+            limits,
+            cutoffs,
+            policy,
+            entropy_per_byte,
+            hwrng,
+        } = options;
         let mut slots: Vec<Slot> = specs
             .iter()
             .map(|spec| Slot {
@@ -274,8 +330,11 @@ impl SourcePool {
                 }),
                 last_error: None,
                 failed_by_tests: false,
-                used: false,
-                short: false,
+                probe_left: 0,
+                // Before an open succeeds, the path itself says.
+                is_hwrng: hwrng.is_some()
+                    && matches!(spec, SourceSpec::Path(p) if FileId::of_path(p).ok() == hwrng),
+                trusted_passes: 0,
                 blocks_passed: 0,
                 blocks_failed: 0,
                 metrics: SlotMetrics::new(&spec.to_string()),
@@ -283,7 +342,7 @@ impl SourcePool {
             .collect();
         let mut errors = Vec::new();
         for slot in &mut slots {
-            if let Err(e) = slot.open(&limits) {
+            if let Err(e) = slot.open(&limits, hwrng) {
                 errors.push(e);
             }
             slot.show_up();
@@ -295,15 +354,8 @@ impl SourcePool {
             slots,
             limits,
             active: None,
+            hwrng,
         })
-    }
-
-    /// Starts a cycle's bookkeeping for [`Self::hwrng_standing`].
-    pub fn begin_cycle(&mut self) {
-        for slot in &mut self.slots {
-            slot.used = false;
-            slot.short = false;
-        }
     }
 
     /// Fills `out` (whole blocks) with tested bytes from the first usable
@@ -320,31 +372,28 @@ impl SourcePool {
             if !slot.health.usable(now) {
                 continue;
             }
-            if slot.source.is_none() && slot.open(&self.limits).is_err() {
+            if slot.source.is_none() && slot.open(&self.limits, self.hwrng).is_err() {
                 slot.health.mark_failed(now);
                 slot.show_up();
                 continue;
             }
-            let retrying = slot.health.is_failed();
-            if active != Some(i) || retrying {
+            // A retry starts once, with a start-up test; the probe then
+            // goes on across cycles until it passes or fails.
+            let retry_starts = slot.health.is_failed() && slot.probe_left == 0;
+            if active != Some(i) || retry_starts {
                 if active.is_some() && active != Some(i) {
                     info!(source = %slot.label, "now reading {}", slot.label);
                 }
-                slot.gate.restart();
+                slot.restart();
                 self.active = Some(i);
             }
-            let want = out.len() - filled.bytes;
+            if retry_starts {
+                slot.probe_left = PROBE_BLOCKS;
+            }
             let credit = slot.credit_per_byte();
             let got = slot.fill(&mut out[filled.bytes..], status)?;
-            slot.used = true;
-            slot.short |= got < want;
             filled.bytes += got;
             filled.credit_bits += got as f64 * credit;
-            if retrying && got == want {
-                slot.health.recovered();
-                slot.failed_by_tests = false;
-                info!(source = %slot.label, "source passed a whole batch again and is trusted");
-            }
             slot.show_up();
         }
         Ok(filled)
@@ -355,7 +404,7 @@ impl SourcePool {
     pub fn reopen(&mut self) {
         for slot in &mut self.slots {
             slot.close();
-            let _ = slot.open(&self.limits);
+            let _ = slot.open(&self.limits, self.hwrng);
             slot.show_up();
         }
         info!("sources reopened");
@@ -377,12 +426,25 @@ impl SourcePool {
         })
     }
 
-    /// How the hwrng sources fared this cycle, for the quarantine policy.
+    /// Whether some source is the kernel's hwrng device.
+    pub fn has_hwrng(&self) -> bool {
+        self.slots.iter().any(|s| s.is_hwrng)
+    }
+
+    /// How the hwrng source stands, for the quarantine policy.
     pub fn hwrng_standing(&self) -> HwrngStanding {
-        let hwrng = || self.slots.iter().filter(|s| s.spec.is_hwrng());
+        let hwrng = || self.slots.iter().filter(|s| s.is_hwrng);
         HwrngStanding {
             failing: hwrng().any(|s| s.failed_by_tests),
-            passing: hwrng().any(|s| s.used && !s.short && !s.health.is_failed()),
+            trusted_passes: hwrng().map(|s| s.trusted_passes).max().unwrap_or(0),
+        }
+    }
+
+    /// The device behind the hwrng changed (`rng_current`): its stream is a
+    /// new one, judged from a start-up test on.
+    pub fn restart_hwrng(&mut self) {
+        for slot in self.slots.iter_mut().filter(|s| s.is_hwrng) {
+            slot.restart();
         }
     }
 }
@@ -415,23 +477,22 @@ mod tests {
     }
 
     fn pool(spec: SourceSpec) -> SourcePool {
-        let limits = ReadLimits {
-            timeout: Duration::from_secs(1),
-            stop: Arc::new(AtomicBool::new(false)),
+        let options = PoolOptions {
+            limits: ReadLimits {
+                timeout: Duration::from_secs(1),
+                stop: Arc::new(AtomicBool::new(false)),
+                progress: None,
+            },
+            cutoffs: Cutoffs::new(8.0, -40.0).unwrap(),
+            policy: FailurePolicy {
+                retry_initial: Duration::ZERO,
+                retry_max: Duration::ZERO,
+                ..FailurePolicy::default()
+            },
+            entropy_per_byte: None,
+            hwrng: None,
         };
-        let policy = FailurePolicy {
-            retry_initial: Duration::ZERO,
-            retry_max: Duration::ZERO,
-            ..FailurePolicy::default()
-        };
-        SourcePool::open(
-            &[spec],
-            limits,
-            Cutoffs::new(8.0, -40.0).unwrap(),
-            policy,
-            None,
-        )
-        .unwrap()
+        SourcePool::open(&[spec], options).unwrap()
     }
 
     fn fill_one(p: &mut SourcePool) -> Vec<u8> {
@@ -449,7 +510,7 @@ mod tests {
             (libc::ENXIO, ErrorKind::DeviceGone),
         ] {
             let dir = tempfile::tempdir().unwrap();
-            let blocks: Vec<Vec<u8>> = (0..12).map(good_block).collect();
+            let blocks: Vec<Vec<u8>> = (0..40).map(good_block).collect();
             let path = dir.path().join("source");
             std::fs::write(&path, blocks.concat()).unwrap();
             let mut p = pool(SourceSpec::Path(path));
@@ -464,8 +525,22 @@ mod tests {
             assert!(slot.source.is_none(), "closed for a reopen");
             assert!(slot.health.is_failed());
             // Reopened at block 3: a new start-up test (b3), b4 held and
-            // released by b5. No byte is read twice.
-            assert_eq!(fill_one(&mut p), blocks[4]);
+            // released by b5. No byte is read twice, and the source is
+            // trusted again once the probe blocks have passed.
+            // The fill that releases b(k) has seen b(k + 1) pass: the 15th
+            // fill completes the 16 probe blocks.
+            for (i, want) in blocks
+                .iter()
+                .enumerate()
+                .skip(4)
+                .take(PROBE_BLOCKS as usize - 1)
+            {
+                assert!(
+                    p.slots[0].health.is_failed(),
+                    "trusted before the probe ended"
+                );
+                assert_eq!(fill_one(&mut p), *want, "block {i}");
+            }
             assert!(!p.slots[0].health.is_failed());
         }
     }

@@ -220,7 +220,9 @@ def test_quarantine_mounts_sys_writable_and_keeps_a_marker():
     mounts = {m["name"]: m for m in c["volumeMounts"]}
     assert mounts["host-sys"]["readOnly"] is False and mounts["host-dev"]["readOnly"] is True
     assert mounts["state"]["mountPath"] == "/run/random-refresher"
-    assert {"name": "state", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}} in spec["volumes"]
+    # The marker outlives the Pod, as the host's rng_quality does.
+    assert {"name": "state", "hostPath": {"path": "/run/random-refresher", "type": "DirectoryOrCreate"}} in spec["volumes"]
+    assert "--hwrng=/host/dev/hwrng" in c["args"]
     # Off by default: /sys read-only.
     default = {m["name"]: m for m in container(render("default-values.yaml"))["volumeMounts"]}
     assert default["host-sys"]["readOnly"] is True
@@ -281,14 +283,18 @@ def live_metrics():
         f.write(subprocess.run([binary, "once", "--source", "rdrand", "--sink", "stdout", "--batch-size", "250000"],
                                capture_output=True, check=True).stdout)
     port = free_port()
+    # Write-only, as a shell's >/dev/null: a read-write /dev/null on stdout is
+    # what a closed stdout looks like to the daemon, and `--sink stdout` refuses it.
+    sink = open(os.devnull, "wb")
     proc = subprocess.Popen([binary, "run", "--source", data, "--sink", "stdout", "--interval", "1h",
                              "--listen-address", f"127.0.0.1:{port}", "--metrics-label", "node=n1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=sink, stderr=subprocess.DEVNULL)
     try:
         yield wait_http(f"http://127.0.0.1:{port}/metrics")[1]
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
+        sink.close()
 
 
 def metric_names(text):
@@ -313,7 +319,9 @@ def test_alerts_and_dashboard_name_only_exported_metrics(live_metrics, tmp_path)
     kube_state = {m for m in ours if m.startswith("kube_")}
     assert kube_state <= {"kube_pod_status_ready", "kube_daemonset_status_number_ready",
                           "kube_daemonset_status_desired_number_scheduled"}
-    missing = (ours - kube_state) - exported - {"random_refresher_source_read_duration_seconds_bucket"}
+    # The quarantine gauge exists only with --quarantine-hwrng (tests/quarantine.rs reads it).
+    missing = (ours - kube_state) - exported - {"random_refresher_source_read_duration_seconds_bucket",
+                                                "random_refresher_hwrng_quarantined"}
     assert not missing, f"alerts or dashboard use metrics the daemon does not export: {missing}"
     assert {"random_refresher_health_blocks_total", "random_refresher_source_up",
             "random_refresher_last_refresh_timestamp_seconds"} <= ours
@@ -322,6 +330,37 @@ def test_alerts_and_dashboard_name_only_exported_metrics(live_metrics, tmp_path)
     path = tmp_path / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     p = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_the_quarantine_alert_fires_from_the_gauge(tmp_path):
+    rule = one(render("monitors-values.yaml"), "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    alert = next(r for g in rule["spec"]["groups"] for r in g["rules"]
+                 if r.get("alert") == "RandomRefresherHwrngQuarantined")
+    series = {"rng": "virtio_rng.0", "node": "n1"}
+    expand = lambda t: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: series[m.group(1)], t)
+    cases = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "15s",
+        "tests": [{
+            "interval": "15s",
+            "input_series": [
+                {"series": 'random_refresher_hwrng_quarantined{rng="virtio_rng.0",node="n1"}', "values": "0 1 1 1 1 1 1 1"},
+                {"series": 'random_refresher_hwrng_quarantined{rng="virtio_rng.0",node="n2"}', "values": "0 0 0 0 0 0 0 0"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "30s", "alertname": "RandomRefresherHwrngQuarantined", "exp_alerts": []},
+                {"eval_time": "105s", "alertname": "RandomRefresherHwrngQuarantined", "exp_alerts": [{
+                    "exp_labels": {**alert["labels"], **series},
+                    "exp_annotations": {k: expand(v) for k, v in alert["annotations"].items()},
+                }]},
+            ],
+        }],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(cases))
+    promtool = os.environ.get("RR_PROMTOOL") or shutil.which("promtool") or pytest.fail("no promtool")
+    p = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
     assert p.returncode == 0, p.stdout + p.stderr
 
 

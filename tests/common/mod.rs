@@ -188,6 +188,28 @@ pub fn eventually<T>(bound: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
     }
 }
 
+/// `run` options for fault tests: short interval, timeouts and backoff,
+/// and no giving up, then `extra`.
+pub fn fast(extra: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = [
+        "--interval",
+        "100ms",
+        "--read-timeout",
+        "300ms",
+        "--retry-initial",
+        "200ms",
+        "--retry-max",
+        "400ms",
+        "--max-failed-cycles",
+        "100000",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
 /// The per-test counts `rngtest` prints on standard error.
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
 pub struct RngtestCounts {

@@ -1,0 +1,76 @@
+//! Replacing a small file so that a crash at any instant leaves the old
+//! contents or the new, never a mix, and a symlink planted at the path is
+//! replaced rather than followed.
+//!
+//! The bytes go to a temporary file beside the target, created with
+//! `O_CREAT | O_EXCL | O_NOFOLLOW` (so nothing that exists already, link or
+//! not, is opened), fsynced, renamed over the target (rename replaces a
+//! link, it does not write through it), and the folder is fsynced.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Writes `bytes` to `path` atomically, with mode 0600. `temp_prefix`
+/// names the temporary file, so that a later start can clear leftovers.
+pub fn replace(path: &Path, temp_prefix: &str, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut suffix = [0u8; 8];
+    getrandom::fill(&mut suffix).map_err(std::io::Error::other)?;
+    let temp = dir.join(format!("{temp_prefix}{:016x}", u64::from_ne_bytes(suffix)));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Reads a small file without following a symlink at its path.
+pub fn read_no_follow(path: &Path) -> std::io::Result<String> {
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut s = String::new();
+    std::io::Read::read_to_string(&mut f, &mut s)?;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_symlink_at_the_path_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        let path = dir.path().join("marker");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(read_no_follow(&path).is_err(), "a link is not read through");
+        replace(&path, ".marker.tmp.", b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        assert_eq!(read_no_follow(&path).unwrap(), "new");
+        assert!(
+            !std::fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+    }
+}
