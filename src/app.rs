@@ -1,6 +1,7 @@
 //! Wiring: logging, signals, and each subcommand from parsed arguments to
 //! an exit code. The one place where errors become messages.
 
+use std::os::unix::fs::FileTypeExt;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,7 +170,10 @@ fn start(args: &RefreshArgs) -> Result<Started, u8> {
     // any other thread starts.
     match crate::privileges::drop_privileges(refresher.privilege_needs(), args.user) {
         Ok(kept) => {
-            info!(capabilities = ?kept, uid = ?args.user.map(|u| u.uid), "privileges dropped")
+            let mut names: Vec<String> = kept.iter().map(ToString::to_string).collect();
+            names.sort();
+            let uid = args.user.map(|u| u.uid);
+            info!(capabilities = names.join(","), uid, "privileges dropped")
         }
         Err(e) => {
             refresher.finish();
@@ -192,17 +196,36 @@ fn log_start(config: &Config) {
     let readings = config.kernel.read();
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        entropy_avail = ?readings.entropy_avail_bits,
-        poolsize = ?readings.poolsize_bits,
-        rng_current = ?readings.rng_current,
-        rng_available = ?readings.rng_available,
-        rng_quality = ?readings.rng_quality,
-        sources = ?config.sources.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        sinks = ?config.sinks.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        entropy_avail = readings.entropy_avail_bits,
+        poolsize = readings.poolsize_bits,
+        rng_current = readings.rng_current.as_deref(),
+        rng_available = readings.rng_available.join(","),
+        rng_quality = readings.rng_quality,
+        sources = list(&config.sources),
+        sinks = list(&config.sinks),
         rct_cutoff = config.cutoffs.rct,
         apt_cutoff = config.cutoffs.apt,
         "starting"
     );
+}
+
+/// A list as one log field: comma-separated, the way the options take it.
+fn list<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A report written to standard output; a reader that went away (`| head`)
+/// ends the command quietly, as other Unix tools do.
+fn report(result: std::io::Result<()>) -> u8 {
+    match result {
+        Ok(()) => EXIT_OK,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => EXIT_OK,
+        Err(e) => fail(EXIT_FAILED, &format!("writing the report: {e}")),
+    }
 }
 
 fn pusher(args: &RefreshArgs, exporter: &Arc<Exporter>) -> Option<Pusher> {
@@ -221,15 +244,24 @@ fn once(args: &RefreshArgs) -> u8 {
     };
     let outcome = s.refresher.cycle();
     s.refresher.finish();
-    if let Some(mut p) = pusher(args, &s.exporter)
-        && p.push().is_ok()
-    {
-        info!(url = p.url(), "pushed the metrics");
-    }
+    // One push, synchronously; its failure is part of the exit code.
+    let pushed = match pusher(args, &s.exporter) {
+        None => true,
+        Some(mut p) => match p.push_once() {
+            Ok(()) => {
+                info!(url = p.url(), "pushed the metrics");
+                true
+            }
+            Err(e) => {
+                error!(error = %e, "push failed");
+                false
+            }
+        },
+    };
     match outcome {
         CycleOutcome::Delivered { bytes } => {
             info!(bytes, "delivered one tested batch to each sink");
-            EXIT_OK
+            if pushed { EXIT_OK } else { EXIT_FAILED }
         }
         CycleOutcome::NoBatch => fail(EXIT_FAILED, "no tested batch could be read from any source"),
         CycleOutcome::SinkFailed => fail(EXIT_FAILED, "a sink failed"),
@@ -320,14 +352,27 @@ fn quarantine(args: &crate::cli::QuarantineArgs) -> u8 {
 
 fn sources(args: &crate::cli::SourcesArgs) -> u8 {
     let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
-    match crate::inventory::print(&kernel, &args.hwrng, std::io::stdout().lock()) {
-        Ok(()) => EXIT_OK,
-        Err(e) => fail(EXIT_FAILED, &format!("writing the report: {e}")),
-    }
+    report(crate::inventory::print(
+        &kernel,
+        &args.hwrng,
+        std::io::stdout().lock(),
+    ))
 }
 
 fn check(args: &CheckArgs) -> u8 {
     let stop = Arc::new(AtomicBool::new(false));
+    // `rngtest < file` habits: data piped in is not read unless asked for.
+    let piped =
+        std::fs::metadata("/proc/self/fd/0").is_ok_and(|m| m.file_type().is_fifo() || m.is_file());
+    if piped
+        && !args
+            .source
+            .sources
+            .contains(&crate::source::SourceSpec::Stdin)
+    {
+        let sources = list(&args.source.sources);
+        info!("reading {sources}, not standard input: use --source - to test what is piped in");
+    }
     // Signals end the check early with a report of what was read.
     let _requests = match watch_signals(Arc::clone(&stop)) {
         Ok(rx) => rx,
@@ -342,8 +387,13 @@ fn check(args: &CheckArgs) -> u8 {
         Ok(r) => r,
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
     };
-    if let Err(e) = crate::check::print(&reports, args.format, std::io::stdout().lock()) {
-        return fail(EXIT_FAILED, &format!("writing the report: {e}"));
+    let written = report(crate::check::print(
+        &reports,
+        args.format,
+        std::io::stdout().lock(),
+    ));
+    if written != EXIT_OK {
+        return written;
     }
     if !reports.is_empty() && reports.iter().all(|r| r.passed(args.blocks)) {
         EXIT_OK

@@ -250,7 +250,8 @@ pub struct RefreshArgs {
     )]
     pub random_device: PathBuf,
 
-    /// Tested bytes delivered per cycle: a positive multiple of 2500.
+    /// Tested bytes delivered to each sink per cycle: a positive multiple of
+    /// 2500 up to 1 GiB, in bytes or with a suffix (250kB, 25MB).
     #[arg(long, value_name = "BYTES", default_value_t = BLOCK_BYTES, value_parser = batch_size,
           env = "RANDOM_REFRESHER_BATCH_SIZE")]
     pub batch_size: usize,
@@ -353,16 +354,25 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Bytes, with the usual suffixes (`25MB`, `250kB`, `1MiB`): decimal ones
+/// give the multiples of 2500 that a batch must be; for any other value the
+/// error names the nearest ones.
 fn batch_size(s: &str) -> Result<usize, String> {
-    let n: usize = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of bytes"))?;
-    if n == 0 || !n.is_multiple_of(BLOCK_BYTES) || n > crate::refresher::MAX_BATCH_BYTES {
+    let n = parse_size::parse_size(s)
+        .map_err(|_| format!("`{s}` is not a number of bytes (such as 2500, 250kB or 25MB)"))?;
+    let max = crate::refresher::MAX_BATCH_BYTES as u64;
+    if n == 0 || n > max {
+        return Err(format!("{n} bytes is outside 2500 to 1 GiB"));
+    }
+    let block = BLOCK_BYTES as u64;
+    if !n.is_multiple_of(block) {
+        let below = n / block * block;
+        let above = (below + block).min(max / block * block);
         return Err(format!(
-            "{n} is not a positive multiple of {BLOCK_BYTES} (one FIPS 140-2 block) up to 1 GiB"
+            "{n} bytes is not a multiple of {block} (one FIPS 140-2 block): use {below} or {above}"
         ));
     }
-    Ok(n)
+    Ok(n as usize)
 }
 
 fn bits_in(s: &str, lo_inclusive: bool) -> Result<f64, String> {
@@ -398,10 +408,19 @@ mod tests {
     }
 
     #[test]
-    fn batch_size_must_be_whole_blocks() {
+    fn batch_size_must_be_whole_blocks_and_takes_suffixes() {
         assert_eq!(batch_size("27500"), Ok(27500));
-        assert!(batch_size("2501").unwrap_err().contains("multiple of 2500"));
+        assert_eq!(batch_size("25MB"), Ok(25_000_000));
+        assert_eq!(batch_size("250kB"), Ok(250_000));
+        assert!(batch_size("2501").unwrap_err().contains("use 2500 or 5000"));
+        assert!(batch_size("1MiB").unwrap_err().contains("multiple of 2500"));
+        assert!(batch_size("2G").unwrap_err().contains("outside"));
         assert!(batch_size("0").is_err());
+        assert!(
+            batch_size("lots")
+                .unwrap_err()
+                .contains("not a number of bytes")
+        );
     }
 
     #[test]

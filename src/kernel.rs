@@ -60,6 +60,19 @@ impl KernelPaths {
     }
 }
 
+/// Whether this process runs in a container (Docker, Podman, a Kubernetes
+/// Pod): only there is "pass the device in" the advice to give.
+pub fn in_container() -> bool {
+    Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists()
+        || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        || std::fs::read_to_string("/proc/1/cgroup").is_ok_and(|c| {
+            ["docker", "kubepods", "containerd", "libpod"]
+                .iter()
+                .any(|k| c.contains(k))
+        })
+}
+
 fn read_trimmed(path: &Path) -> Option<String> {
     std::fs::read_to_string(path)
         .ok()

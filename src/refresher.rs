@@ -65,10 +65,12 @@ pub enum StartError {
     EntropyPerByte(f64),
     #[error("--source and --sink: at least one of each is needed")]
     Empty,
-    #[error(
-        "--source: none of the sources can be opened ({0}); for a container, pass the device: docker run --device /dev/hwrng"
-    )]
-    NoSource(String),
+    #[error("--source: none of the sources can be opened ({reasons}){hint}")]
+    NoSource {
+        reasons: String,
+        /// How to pass the device in, when running in a container.
+        hint: &'static str,
+    },
     #[error("--sink {spec}: {source}")]
     Sink { spec: SinkSpec, source: SinkError },
     #[error("--quarantine-hwrng: {0}")]
@@ -148,7 +150,14 @@ impl Refresher {
             entropy_per_byte: c.entropy_per_byte,
             hwrng: FileId::of_path(&c.hwrng).ok(),
         };
-        let pool = SourcePool::open(&c.sources, options).map_err(StartError::NoSource)?;
+        let pool =
+            SourcePool::open(&c.sources, options).map_err(|reasons| StartError::NoSource {
+                reasons,
+                hint: match crate::kernel::in_container() {
+                    true => "; for a container, pass the device: docker run --device /dev/hwrng",
+                    false => "",
+                },
+            })?;
         if c.quarantine && !pool.has_hwrng() {
             return Err(StartError::NoHwrngSource(c.hwrng));
         }
@@ -211,7 +220,11 @@ impl Refresher {
             self.cycles[usize::from(!ok)].increment(1);
             if ok {
                 if self.totals.cycles_ok == 0 {
-                    info!(sinks = self.sinks.len(), "first tested batch delivered");
+                    info!(
+                        sinks = self.sinks.names(),
+                        "first tested batch delivered to {}",
+                        self.sinks.names()
+                    );
                 }
                 self.totals.cycles_ok += 1;
                 self.consecutive_failures = 0;

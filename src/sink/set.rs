@@ -63,9 +63,10 @@ impl SinkSet {
         self.slots.is_empty()
     }
 
-    /// The sink `i`, for log lines.
-    pub fn spec(&self, i: usize) -> &SinkSpec {
-        &self.slots[i].spec
+    /// The sinks, for log lines: `kernel, file:/var/lib/random-seed`.
+    pub fn names(&self) -> String {
+        let names: Vec<String> = self.slots.iter().map(|s| s.spec.to_string()).collect();
+        names.join(", ")
     }
 
     /// Delivers `bytes` to sink `i` only; true if it took them. A failure is

@@ -25,8 +25,14 @@ pub use pool::{Filled, HwrngStanding, PoolOptions, RDRAND_ENTROPY_PER_BYTE, Sour
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceSpec {
     Path(PathBuf),
+    /// `-`: standard input, as `rngtest < file` reads it.
+    Stdin,
     Cpu(CpuInstruction),
 }
+
+/// Where standard input is opened from, as a path: a new, non-blocking
+/// description of the same pipe or file.
+const STDIN_PATH: &str = "/dev/stdin";
 
 impl FromStr for SourceSpec {
     type Err = String;
@@ -35,11 +41,11 @@ impl FromStr for SourceSpec {
         match s {
             "rdseed" => Ok(Self::Cpu(CpuInstruction::RdSeed)),
             "rdrand" => Ok(Self::Cpu(CpuInstruction::RdRand)),
-            "" => Err("expected a path (/dev/hwrng), `rdseed` or `rdrand`".into()),
-            p if p.starts_with('/') || p.starts_with('.') => Ok(Self::Path(p.into())),
-            other => Err(format!(
-                "`{other}` is not a source: expected an absolute or ./relative path, `rdseed` or `rdrand`"
-            )),
+            "-" => Ok(Self::Stdin),
+            "" => Err("expected a path (/dev/hwrng), `-`, `rdseed` or `rdrand`".into()),
+            // Any other word is a path: a file named like a keyword is
+            // reached as ./rdrand.
+            p => Ok(Self::Path(p.into())),
         }
     }
 }
@@ -48,6 +54,7 @@ impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Path(p) => write!(f, "{}", p.display()),
+            Self::Stdin => f.write_str("-"),
             Self::Cpu(i) => f.write_str(i.name()),
         }
     }
@@ -160,6 +167,11 @@ impl Source {
     ) -> Result<Self, SourceError> {
         Ok(match spec {
             SourceSpec::Path(p) => Self::Path(PathSource::open(p, limits.clone(), resume)?),
+            SourceSpec::Stdin => Self::Path(PathSource::open(
+                std::path::Path::new(STDIN_PATH),
+                limits.clone(),
+                None,
+            )?),
             SourceSpec::Cpu(i) => Self::Cpu(CpuSource::new(*i)?),
         })
     }
@@ -234,7 +246,9 @@ mod tests {
             "/dev/hwrng".parse(),
             Ok(SourceSpec::Path("/dev/hwrng".into()))
         );
-        assert!("hwrng".parse::<SourceSpec>().is_err());
+        assert_eq!("big.bin".parse(), Ok(SourceSpec::Path("big.bin".into())));
+        assert_eq!("./rdrand".parse(), Ok(SourceSpec::Path("./rdrand".into())));
+        assert_eq!("-".parse(), Ok(SourceSpec::Stdin));
         assert!("".parse::<SourceSpec>().is_err());
     }
 }

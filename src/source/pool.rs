@@ -133,8 +133,16 @@ impl Slot {
         self.metrics.up.set(f64::from(u8::from(self.is_up())));
     }
 
-    /// Opens the source; the error says why not.
+    /// Opens the source; a failure is counted, and logged once per change.
     fn open(&mut self, limits: &ReadLimits, hwrng: Option<FileId>) -> Result<(), String> {
+        self.try_open(limits, hwrng).map_err(|e| {
+            self.log_error(&e);
+            e.to_string()
+        })
+    }
+
+    /// Opens the source; a failure is counted, not logged.
+    fn try_open(&mut self, limits: &ReadLimits, hwrng: Option<FileId>) -> Result<(), SourceError> {
         match Source::open(&self.spec, limits, self.resume) {
             Ok(s) => {
                 self.is_hwrng = hwrng.is_some() && s.id() == hwrng;
@@ -143,8 +151,8 @@ impl Slot {
                 Ok(())
             }
             Err(e) => {
-                self.note_error(&e);
-                Err(e.to_string())
+                self.metrics.read_errors[e.kind() as usize].increment(1);
+                Err(e)
             }
         }
     }
@@ -162,8 +170,12 @@ impl Slot {
     }
 
     fn note_error(&mut self, e: &SourceError) {
+        self.metrics.read_errors[e.kind() as usize].increment(1);
+        self.log_error(e);
+    }
+
+    fn log_error(&mut self, e: &SourceError) {
         let kind = e.kind();
-        self.metrics.read_errors[kind as usize].increment(1);
         if self.last_error != Some(kind) {
             warn!(source = %self.label, error = %e, "source read failed");
             self.last_error = Some(kind);
@@ -221,7 +233,8 @@ impl Slot {
             for t in step.verdict.failed_tests() {
                 self.metrics.test_failures[t as usize].increment(1);
             }
-            debug!(source = %self.label, tests = ?step.verdict.failed_tests().map(Test::name).collect::<Vec<_>>(),
+            let tests: Vec<&str> = step.verdict.failed_tests().map(Test::name).collect();
+            debug!(source = %self.label, tests = tests.join(","),
                    start_up = step.start_up, "block failed; dropped with the block held before it");
             if self.block_failed() {
                 break Ok(());
@@ -340,15 +353,23 @@ impl SourcePool {
                 metrics: SlotMetrics::new(&spec.to_string()),
             })
             .collect();
+        // Each failure is logged only if another source opened: when none
+        // does, the caller's one line names them all.
         let mut errors = Vec::new();
         for slot in &mut slots {
-            if let Err(e) = slot.open(&limits, hwrng) {
-                errors.push(e);
+            if let Err(e) = slot.try_open(&limits, hwrng) {
+                errors.push((slot.label.clone(), e));
             }
             slot.show_up();
         }
         if slots.iter().all(|s| s.source.is_none()) {
-            return Err(errors.join("; "));
+            let text: Vec<String> = errors.iter().map(|(_, e)| e.to_string()).collect();
+            return Err(text.join("; "));
+        }
+        for (label, e) in errors {
+            if let Some(slot) = slots.iter_mut().find(|s| s.label == label) {
+                slot.log_error(&e);
+            }
         }
         Ok(Self {
             slots,

@@ -79,15 +79,66 @@ impl Exporter {
         self.process.collect();
     }
 
-    /// The Prometheus text format, with readings taken now.
+    /// The Prometheus text format, with readings taken now, in a stable
+    /// order (the recorder's own order changes from scrape to scrape).
     pub fn render(&self) -> String {
         self.refresh_readings();
-        self.handle.render()
+        sorted(&self.handle.render())
     }
 
     /// Drains histogram buckets; the loop calls it once a cycle.
     pub fn upkeep(&self) {
         self.handle.run_upkeep();
+    }
+}
+
+/// Families (blank-line separated) sorted by name, and the samples in each
+/// by series; the sort is stable and ignores `le`, so a histogram's buckets
+/// keep their rising order.
+fn sorted(text: &str) -> String {
+    let mut families: Vec<(String, Vec<&str>)> = text
+        .split("\n\n")
+        .filter(|f| !f.trim().is_empty())
+        .map(|family| {
+            let (comments, mut samples): (Vec<&str>, Vec<&str>) =
+                family.lines().partition(|l| l.starts_with('#'));
+            samples.sort_by_key(|l| without_le(l));
+            let name = samples
+                .first()
+                .or(comments.last())
+                .map(|l| {
+                    l.trim_start_matches("# TYPE ")
+                        .trim_start_matches("# HELP ")
+                })
+                .unwrap_or("")
+                .split(['{', ' '])
+                .next()
+                .unwrap_or("")
+                .to_string();
+            (name, comments.into_iter().chain(samples).collect())
+        })
+        .collect();
+    families.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = String::with_capacity(text.len());
+    for (_, lines) in families {
+        for l in lines {
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn without_le(sample: &str) -> String {
+    match sample.find("le=\"") {
+        Some(at) => {
+            let end = sample[at + 4..]
+                .find('"')
+                .map_or(sample.len(), |e| at + 5 + e);
+            format!("{}{}", &sample[..at], &sample[end..])
+        }
+        None => sample.to_string(),
     }
 }
 

@@ -50,8 +50,10 @@ impl Pusher {
         &self.url
     }
 
-    /// Replaces this instance's group on the gateway with the current metrics.
-    pub fn push(&mut self) -> Result<(), PushError> {
+    /// Replaces this instance's group on the gateway with the current
+    /// metrics, once; the caller reports a failure (`once` does, in its
+    /// exit code).
+    pub fn push_once(&mut self) -> Result<(), PushError> {
         let body = self.exporter.render();
         let result = self
             .agent
@@ -63,6 +65,16 @@ impl Pusher {
                 url: self.url.clone(),
                 source: Box::new(e),
             });
+        if result.is_err() {
+            counter!(names::PUSH_ERRORS).increment(1);
+        }
+        result
+    }
+
+    /// One push of the daemon's push loop: a failure is counted and logged
+    /// once per change of state, and refreshing goes on.
+    pub fn push(&mut self) -> Result<(), PushError> {
+        let result = self.push_once();
         match &result {
             Ok(()) if self.failing => {
                 info!(url = %self.url, "pushes reach the Pushgateway again");
@@ -70,7 +82,6 @@ impl Pusher {
             }
             Ok(()) => {}
             Err(e) => {
-                counter!(names::PUSH_ERRORS).increment(1);
                 if !self.failing {
                     warn!(error = %e, "push failed; refreshing goes on");
                     self.failing = true;

@@ -1,0 +1,166 @@
+//! What a new user meets first: paths as they type them, standard input,
+//! log lines that are real JSON, one line per failure, a quiet end when the
+//! reader of a report goes away.
+
+mod common;
+
+use std::process::Stdio;
+
+use common::*;
+
+#[test]
+fn check_takes_a_bare_relative_path_and_standard_input() {
+    let dir = temp_dir();
+    let mut data = vec![1, 2, 3, 4];
+    data.extend(good_block(40));
+    write(dir.path(), "big.bin", &data);
+    let out = bin()
+        .args([
+            "check", "--source", "big.bin", "--blocks", "1", "--format", "json",
+        ])
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["fips_successes"], 1);
+
+    // `-` reads standard input, as `rngtest < file` does.
+    let out = bin()
+        .args(["check", "--source", "-", "--blocks", "1"])
+        .stdin(std::fs::File::open(dir.path().join("big.bin")).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FIPS 140-2 successes: 1"));
+
+    // Piped data without `--source -` is not read, and the user is told.
+    let out = bin()
+        .args(["check", "--source", "/nonexistent/x", "--blocks", "1"])
+        .stdin(std::fs::File::open(dir.path().join("big.bin")).unwrap())
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("use --source - to test what is piped in"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn json_log_fields_are_typed_values_not_debug_strings() {
+    let dir = temp_dir();
+    let src = write(dir.path(), "good", &framed(&[good_block(41)]));
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--log-format",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<serde_json::Value> = stderr(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let starting = lines
+        .iter()
+        .find(|v| v["message"] == "starting")
+        .expect("a starting line");
+    for (field, is_number) in [
+        ("entropy_avail", true),
+        ("poolsize", true),
+        ("rng_quality", true),
+        ("rct_cutoff", true),
+        ("rng_current", false),
+        ("sources", false),
+        ("sinks", false),
+    ] {
+        let v = &starting[field];
+        let ok = if is_number {
+            v.is_number()
+        } else {
+            v.is_string()
+        };
+        assert!(ok || v.is_null(), "{field} is {v} in {starting}");
+        if let Some(s) = v.as_str() {
+            assert!(!s.contains("Some(") && !s.starts_with('['), "{field}: {s}");
+        }
+    }
+    assert_eq!(starting["sources"], src.to_str().unwrap());
+    let dropped = lines
+        .iter()
+        .find(|v| v["message"] == "privileges dropped")
+        .unwrap();
+    assert!(dropped["capabilities"].is_string(), "{dropped}");
+    assert!(
+        dropped.get("uid").is_none() || dropped["uid"].is_number(),
+        "{dropped}"
+    );
+    // Every field of every line is a number, string, boolean or null.
+    for v in &lines {
+        for (k, f) in v.as_object().unwrap() {
+            assert!(!f.is_object() && !f.is_array(), "{k} in {v}");
+            if let Some(s) = f.as_str() {
+                assert!(!s.starts_with("Some(") && s != "None", "{k} in {v}");
+            }
+        }
+    }
+}
+
+#[test]
+fn no_source_at_all_is_one_error_line_and_no_warning() {
+    let out = run(&[
+        "once",
+        "--source",
+        "/nonexistent/a",
+        "--source",
+        "/nonexistent/b",
+        "--sink",
+        "stdout",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let loud: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .collect();
+    assert_eq!(loud.len(), 1, "{err}");
+    assert!(
+        loud[0].contains("/nonexistent/a") && loud[0].contains("/nonexistent/b"),
+        "{err}"
+    );
+    // This is not a container: no advice about `docker run --device`.
+    if !std::path::Path::new("/.dockerenv").exists() {
+        assert!(!loud[0].contains("--device"), "{err}");
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_a_report_quietly() {
+    let dir = temp_dir();
+    let mut data = vec![1, 2, 3, 4];
+    data.extend((0..3).flat_map(|i| good_block(42 + i)));
+    let file = write(dir.path(), "good", &data);
+    let f = file.to_str().unwrap();
+    for args in [&["sources"][..], &["check", "--source", f, "--blocks", "3"]] {
+        // The read end is closed before the command writes: EPIPE for sure.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = bin()
+            .args(args)
+            .stdout(writer)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("Broken pipe"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+}
