@@ -48,12 +48,28 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The image reference: repository@digest when a digest is set, else repository:tag. */}}
-{{- define "random-refresher.image" -}}
-{{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{/* The sources: as given, or the hwrng where this mode finds it. */}}
+{{- define "random-refresher.sources" -}}
+{{- if .Values.refresher.sources }}
+{{- toYaml .Values.refresher.sources }}
+{{- else if .Values.devicePlugin.enabled }}
+- /dev/hwrng
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+- /host/dev/hwrng
+{{- end }}
+{{- end }}
+
+{{/* The image reference: [registry/]repository@digest when a digest is set,
+else [registry/]repository:tag; global.imageRegistry wins over image.registry. */}}
+{{- define "random-refresher.image" -}}
+{{- $registry := .Values.image.registry }}
+{{- with .Values.global }}{{ with .imageRegistry }}{{ $registry = . }}{{ end }}{{ end }}
+{{- $repository := .Values.image.repository }}
+{{- if $registry }}{{ $repository = printf "%s/%s" $registry $repository }}{{ end }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 {{- end }}
 
@@ -62,11 +78,16 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if has "kernel" .Values.refresher.sinks }}true{{ end }}
 {{- end }}
 
-{{/* The container's security context for the chosen mode. */}}
+{{/* The container's security context: the mode's default with the keys of
+securityContext merged over it (a key set there wins; the others stay). */}}
 {{- define "random-refresher.securityContext" -}}
-{{- if .Values.securityContext }}
-{{- toYaml .Values.securityContext }}
-{{- else if .Values.devicePlugin.enabled }}
+{{- $base := include "random-refresher.modeSecurityContext" . | fromYaml }}
+{{- toYaml (mergeOverwrite $base (deepCopy (default dict .Values.securityContext))) }}
+{{- end }}
+
+{{/* The mode's own security context. */}}
+{{- define "random-refresher.modeSecurityContext" -}}
+{{- if .Values.devicePlugin.enabled }}
 privileged: false
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
@@ -88,23 +109,31 @@ seccompProfile:
 {{- end }}
 {{- end }}
 
-{{/* A duration such as 30s, 5m or 1h in seconds. */}}
+{{/* A duration such as 500ms, 30s, 1m30s or 1h in seconds, with fractions. */}}
 {{- define "random-refresher.seconds" -}}
-{{- $d := toString . }}
-{{- if hasSuffix "ms" $d }}{{ div (trimSuffix "ms" $d | atoi) 1000 }}
-{{- else if hasSuffix "h" $d }}{{ mul (trimSuffix "h" $d | atoi) 3600 }}
-{{- else if hasSuffix "m" $d }}{{ mul (trimSuffix "m" $d | atoi) 60 }}
-{{- else }}{{ trimSuffix "s" $d | atoi }}{{ end }}
+{{- $total := 0.0 }}
+{{- range regexFindAll "[0-9]+(ms|s|m|h|d)" (toString .) -1 }}
+{{- $n := regexFind "^[0-9]+" . | float64 }}
+{{- if hasSuffix "ms" . }}{{ $total = addf $total (divf $n 1000) }}
+{{- else if hasSuffix "s" . }}{{ $total = addf $total $n }}
+{{- else if hasSuffix "m" . }}{{ $total = addf $total (mulf $n 60) }}
+{{- else if hasSuffix "h" . }}{{ $total = addf $total (mulf $n 3600) }}
+{{- else }}{{ $total = addf $total (mulf $n 86400) }}{{ end }}
+{{- end }}
+{{- $total }}
 {{- end }}
 
 {{/* The daemon's command line. */}}
 {{- define "random-refresher.args" -}}
 - run
-{{- range .Values.refresher.sources }}
+{{- range (include "random-refresher.sources" . | fromYamlArray) }}
 - --source={{ . }}
 {{- end }}
 {{- range .Values.refresher.sinks }}
 - --sink={{ . }}
+{{- end }}
+{{- if .Values.seedFile.enabled }}
+- --sink=file:{{ .Values.seedFile.mountPath }}/{{ .Values.seedFile.fileName }}
 {{- end }}
 - --interval={{ .Values.refresher.interval }}
 - --batch-size={{ .Values.refresher.batchSize }}
@@ -206,6 +235,13 @@ containers:
     volumeMounts:
       - name: state
         mountPath: /run/random-refresher
+      {{- if .Values.seedFile.enabled }}
+      - name: seed
+        mountPath: {{ .Values.seedFile.mountPath }}
+      {{- end }}
+      {{- with .Values.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
       {{- if not .Values.devicePlugin.enabled }}
       - name: host-dev
         mountPath: /host/dev
@@ -228,6 +264,16 @@ volumes:
       medium: Memory
       sizeLimit: 1Mi
     {{- end }}
+{{- if .Values.seedFile.enabled }}
+  # The seed file's folder on the host, for a boot-time seeding tool.
+  - name: seed
+    hostPath:
+      path: {{ .Values.seedFile.hostPath }}
+      type: DirectoryOrCreate
+{{- end }}
+{{- with .Values.extraVolumes }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- if not .Values.devicePlugin.enabled }}
   - name: host-dev
     hostPath:
@@ -252,11 +298,4 @@ tolerations:
 {{- end }}
 {{- end }}
 
-{{/* checkov skip annotations, each with its reason; takes a dict of CHECK: reason. */}}
-{{- define "random-refresher.checkovSkips" -}}
-{{- $i := 0 }}
-{{- range $check, $reason := . }}
-{{- $i = add1 $i }}
-checkov.io/skip{{ $i }}: {{ printf "%s=%s" $check $reason | quote }}
-{{- end }}
-{{- end }}
+
