@@ -274,24 +274,34 @@ fn once(args: &RefreshArgs) -> u8 {
 
 /// `run`: the daemon, with the HTTP server and the push thread.
 fn run(args: &RefreshArgs) -> u8 {
+    // Bound while privileges are still held, so that a port below 1024 works.
+    let listener = match args.telemetry.listen_address {
+        ListenAddress::On(addr) => match http::bind(addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                return fail(
+                    EXIT_CONFIG,
+                    &format!("--listen-address {addr}: cannot listen: {e}"),
+                );
+            }
+        },
+        ListenAddress::Off => None,
+    };
     let mut s = match start(args) {
         Ok(s) => s,
         Err(code) => return code,
     };
-    if let ListenAddress::On(addr) = args.telemetry.listen_address {
+    if let Some(listener) = listener {
         let state = HttpState {
             exporter: Arc::clone(&s.exporter),
             status: Arc::clone(&s.status),
             liveness_limit: s.liveness_limit,
         };
-        match http::spawn(addr, state) {
+        match http::spawn(listener, state) {
             Ok(bound) => info!(address = %bound, "serving /metrics, /healthz and /readyz"),
             Err(e) => {
                 s.refresher.finish();
-                return fail(
-                    EXIT_CONFIG,
-                    &format!("--listen-address {addr}: cannot listen: {e}"),
-                );
+                return fail(EXIT_FAILED, &format!("cannot start the HTTP server: {e}"));
             }
         }
     }

@@ -1,5 +1,10 @@
 //! The command line. Every option also reads `RANDOM_REFRESHER_<OPTION>`, so
 //! a pod spec can configure the daemon through its environment.
+//!
+//! The repeatable options (`--source`, `--sink`, `--metrics-label`) take
+//! one value per flag, so a path or label value may hold a comma; their
+//! environment variables hold a comma-separated list, split by
+//! [`Cli::resolve`] after parsing.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -99,8 +104,8 @@ pub struct TelemetryArgs {
     pub push_instance: Option<String>,
 
     /// A constant label on every metric, repeatable (node=$(NODE_NAME)).
-    #[arg(long = "metrics-label", value_name = "KEY=VALUE", value_parser = crate::telemetry::exporter::parse_label,
-          env = "RANDOM_REFRESHER_METRICS_LABEL", value_delimiter = ',')]
+    /// Also RANDOM_REFRESHER_METRICS_LABEL, comma-separated.
+    #[arg(long = "metrics-label", value_name = "KEY=VALUE", value_parser = crate::telemetry::exporter::parse_label)]
     pub metrics_labels: Vec<(String, String)>,
 }
 
@@ -120,11 +125,15 @@ fn listen_address(s: &str) -> Result<ListenAddress, String> {
 }
 
 fn gateway_url(s: &str) -> Result<String, String> {
+    // Errors show the URL without its credentials.
+    let shown = crate::telemetry::push::GatewayUrl::parse(s).url;
     let rest = s.strip_prefix("http://").ok_or_else(|| {
-        format!("`{s}` is not an http:// URL (this build pushes over plain HTTP; put TLS in a sidecar or proxy)")
+        format!("`{shown}` is not an http:// URL (this build pushes over plain HTTP; put TLS in a sidecar or proxy)")
     })?;
-    if rest.is_empty() || rest.starts_with('/') {
-        return Err(format!("`{s}` names no host: expected http://HOST:PORT"));
+    if rest.is_empty() || rest.starts_with('/') || rest.starts_with('@') {
+        return Err(format!(
+            "`{shown}` names no host: expected http://HOST:PORT"
+        ));
     }
     Ok(s.to_string())
 }
@@ -180,14 +189,9 @@ pub struct SourcesArgs {
 #[derive(Clone, Debug, Args)]
 pub struct SourceArgs {
     /// Entropy source, repeatable, in failover order: a path (character
-    /// device, FIFO or file), `rdseed` or `rdrand`.
-    #[arg(
-        long = "source",
-        value_name = "SPEC",
-        default_value = "/dev/hwrng",
-        env = "RANDOM_REFRESHER_SOURCE",
-        value_delimiter = ','
-    )]
+    /// device, FIFO or file), `-` for standard input, `rdseed` or `rdrand`.
+    /// Also RANDOM_REFRESHER_SOURCE, comma-separated. [default: /dev/hwrng]
+    #[arg(long = "source", value_name = "SPEC")]
     pub sources: Vec<SourceSpec>,
 
     /// Longest wait for the next byte from a source before the read fails.
@@ -232,13 +236,8 @@ pub struct RefreshArgs {
 
     /// Where tested bytes go, repeatable: `kernel` (credit and reseed; needs
     /// CAP_SYS_ADMIN), `mix` (mixed in, no credit), `file:PATH`, `stdout`.
-    #[arg(
-        long = "sink",
-        value_name = "SPEC",
-        default_value = "kernel",
-        env = "RANDOM_REFRESHER_SINK",
-        value_delimiter = ','
-    )]
+    /// Also RANDOM_REFRESHER_SINK, comma-separated. [default: kernel]
+    #[arg(long = "sink", value_name = "SPEC")]
     pub sinks: Vec<SinkSpec>,
 
     /// The kernel's random device, written by the `kernel` and `mix` sinks.
@@ -341,6 +340,71 @@ pub struct CheckArgs {
 /// short enough that sums of several (interval + read timeout + margin)
 /// and deadlines from now stay representable.
 pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+impl Cli {
+    /// Parses `args` (the program name first) as the binary does, without
+    /// exiting: for tests and fuzzing. The error is clap's message or the
+    /// one line [`Cli::resolve`] gives.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Self, String>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        <Self as Parser>::try_parse_from(args)
+            .map_err(|e| e.to_string())?
+            .resolve()
+    }
+
+    /// Fills the repeatable options that were not given on the command
+    /// line from their environment variable (split at commas) or their
+    /// default, and checks the metric labels as a set. The error is one
+    /// line naming the option.
+    pub fn resolve(mut self) -> Result<Self, String> {
+        let (source, refresh) = match &mut self.command {
+            Command::Run(a) | Command::Once(a) => (None, Some(a)),
+            Command::Check(a) => (Some(&mut a.source), None),
+            _ => (None, None),
+        };
+        if let Some(s) = source {
+            repeatable(
+                &mut s.sources,
+                "RANDOM_REFRESHER_SOURCE",
+                "/dev/hwrng",
+                str::parse,
+            )?;
+        }
+        if let Some(r) = refresh {
+            let s = &mut r.source.sources;
+            repeatable(s, "RANDOM_REFRESHER_SOURCE", "/dev/hwrng", str::parse)?;
+            repeatable(&mut r.sinks, "RANDOM_REFRESHER_SINK", "kernel", str::parse)?;
+            let labels = &mut r.telemetry.metrics_labels;
+            repeatable(labels, "RANDOM_REFRESHER_METRICS_LABEL", "", |s| {
+                crate::telemetry::exporter::parse_label(s)
+            })?;
+            crate::telemetry::exporter::check_labels(labels)
+                .map_err(|e| format!("--metrics-label: {e}"))?;
+        }
+        Ok(self)
+    }
+}
+
+/// A repeatable option's values: as given, else its environment variable's
+/// comma-separated list, else `default` (none when empty).
+fn repeatable<T>(
+    given: &mut Vec<T>,
+    var: &str,
+    default: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<(), String> {
+    if !given.is_empty() {
+        return Ok(());
+    }
+    let list = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    for item in list.split(',').filter(|s| !s.is_empty()) {
+        given.push(parse(item).map_err(|e| format!("{var}: `{item}`: {e}"))?);
+    }
+    Ok(())
+}
 
 fn positive_duration(s: &str) -> Result<Duration, String> {
     let d = humantime::parse_duration(s)

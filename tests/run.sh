@@ -18,11 +18,11 @@ source tests/setup.sh
 RR_SOAK_SECONDS=${RR_SOAK_SECONDS:-600} cargo test --release --locked --quiet "$@"
 # Short fuzz runs of the health tests, the spec parsers and the HTTP request
 # handling (longer runs: see the README).
-(cd fuzz && for target in health specs http; do
+(cd fuzz && for target in health specs http cli; do
     cargo +nightly fuzz run "$target" -- -max_total_time="${RR_FUZZ_SECONDS:-20}" >"../target/fuzz-$target.log" 2>&1 \
         || { tail -40 "../target/fuzz-$target.log"; exit 1; }
 done)
-echo "fuzz: health, specs, http ran ${RR_FUZZ_SECONDS:-20} s each without a finding"
+echo "fuzz: health, specs, http, cli ran ${RR_FUZZ_SECONDS:-20} s each without a finding"
 # The README's tour, as written.
 bash tests/readme.sh
 # The chart: rendered, validated, and started as the kubelet would start it.

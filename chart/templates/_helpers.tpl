@@ -243,11 +243,14 @@ containers:
       {{- toYaml . | nindent 6 }}
       {{- end }}
       {{- if not .Values.devicePlugin.enabled }}
-      - name: host-dev
-        mountPath: /host/dev
+      # The one device and the one sysfs folder the daemon needs, not the
+      # host's /dev and /sys: a read-only mount does not stop writes to
+      # device nodes, and the quarantine needs only rng_quality writable.
+      - name: host-hwrng
+        mountPath: /host/dev/hwrng
         readOnly: true
-      - name: host-sys
-        mountPath: /host/sys
+      - name: host-hw-random
+        mountPath: /host/sys/class/misc/hw_random
         readOnly: {{ not .Values.refresher.quarantineHwrng }}
       {{- end }}
 volumes:
@@ -275,13 +278,13 @@ volumes:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- if not .Values.devicePlugin.enabled }}
-  - name: host-dev
+  - name: host-hwrng
     hostPath:
-      path: {{ .Values.hostPaths.dev }}
-      type: Directory
-  - name: host-sys
+      path: {{ .Values.hostPaths.hwrng }}
+      type: CharDevice
+  - name: host-hw-random
     hostPath:
-      path: {{ .Values.hostPaths.sys }}
+      path: {{ .Values.hostPaths.hwRandom }}
       type: Directory
 {{- end }}
 {{- with .Values.nodeSelector }}

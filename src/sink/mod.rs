@@ -76,11 +76,15 @@ pub enum SinkError {
          `--sink mix` mixes bytes in without credit and needs no capability"
     )]
     NoCapability,
-    #[error("{path}: cannot open the random device: {source}")]
+    #[error("--random-device {path}: cannot open the random device: {source}")]
     OpenRandomDevice {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "--random-device {path}: not the kernel's random device (a character device 1:8 or 1:9, not a link)"
+    )]
+    NotRandomDevice { path: PathBuf },
     #[error("{op} on {path} failed: {source}")]
     Kernel {
         op: &'static str,
@@ -203,14 +207,27 @@ fn stdout_opened_read_write() -> bool {
         .is_some_and(|f| f & libc::O_ACCMODE as u32 == libc::O_RDWR as u32)
 }
 
+/// Opens the kernel's random device for writing: a character device with
+/// the number of /dev/random (1:8) or /dev/urandom (1:9), reached without
+/// following a symlink. Anything else (a regular file, a link planted at
+/// the path) is refused before a byte is written to it as root.
 fn open_random_device(path: &Path) -> Result<File, SinkError> {
-    std::fs::OpenOptions::new()
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+    let open_err = |source| SinkError::OpenRandomDevice {
+        path: path.into(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
         .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|source| SinkError::OpenRandomDevice {
-            path: path.into(),
-            source,
-        })
+        .map_err(open_err)?;
+    let meta = file.metadata().map_err(open_err)?;
+    let random = [libc::makedev(1, 8), libc::makedev(1, 9)];
+    if !(meta.file_type().is_char_device() && random.contains(&meta.rdev())) {
+        return Err(SinkError::NotRandomDevice { path: path.into() });
+    }
+    Ok(file)
 }
 
 #[cfg(test)]

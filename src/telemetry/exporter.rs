@@ -143,6 +143,29 @@ fn without_le(sample: &str) -> String {
 }
 
 /// Parses a `--metrics-label` value.
+/// Label names the daemon's own series carry, or that Prometheus and the
+/// Pushgateway give a meaning: a constant label of the same name would
+/// clash with them.
+pub const RESERVED_LABELS: [&str; 11] = [
+    "le", "quantile", "source", "sink", "test", "result", "kind", "rng", "version", "job",
+    "instance",
+];
+
+/// The constant labels as a set: no reserved name, no name twice.
+pub fn check_labels(labels: &[(String, String)]) -> Result<(), String> {
+    for (i, (k, _)) in labels.iter().enumerate() {
+        if RESERVED_LABELS.contains(&k.as_str()) {
+            return Err(format!(
+                "`{k}` is a label the daemon or Prometheus sets itself"
+            ));
+        }
+        if labels[..i].iter().any(|(seen, _)| seen == k) {
+            return Err(format!("`{k}` is given twice"));
+        }
+    }
+    Ok(())
+}
+
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')

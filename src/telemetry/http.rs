@@ -1,37 +1,71 @@
 //! The metrics and health server: `/metrics`, `/healthz`, `/readyz`.
 //!
-//! Small on purpose: one request per connection (answered with
-//! `Connection: close`), a bounded number of connections at once, a cap on
-//! the request head, and a deadline for the whole request, so that neither a
-//! flood nor a slow client can hold the server or touch the refresh loop,
-//! which never waits on it. Parsing is httparse's.
+//! Small on purpose, and built so that no client can touch the refresh
+//! loop: one request per connection (answered with `Connection: close`); a
+//! ceiling on connections at once, derived from the descriptor limit so
+//! that descriptors always remain for the sources and sinks; a cap on the
+//! request head (431) and on an announced body (413, never read); a deadline
+//! for the request (408); an `accept` that fails (EMFILE) is backed off, not
+//! spun on. Each connection's slot is a guard, given back on every path.
+//! Parsing is httparse's.
 //!
-//! When every slot is taken, the connection that has waited longest for its
-//! request head is closed to make room: idle and slow-loris clients are the
-//! oldest, while a probe sends its request the moment it connects, so the
-//! kubelet's probes get through a flood of idle connections.
+//! At the ceiling, the oldest connection that has sent nothing is closed to
+//! make room: idle and slow-loris clients, never one whose request has
+//! arrived (a probe sends it the moment it connects). If every connection
+//! has sent something, the newcomer gets 503 without a thread.
+//!
+//! A small crate (`tiny_http`) was weighed against this: it adds a thread
+//! pool and its own buffering but no request deadline, no connection
+//! ceiling and no eviction, which are the point here (see the README).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use super::LoopStatus;
 use super::exporter::Exporter;
 
-/// Connections served at once; past this the oldest still waiting for its
-/// request head is closed, or, if none waits, the newcomer gets 503.
+/// Most connections served at once; fewer when the descriptor limit is
+/// low (see [`connection_ceiling`]). Past the ceiling the oldest connection
+/// that has sent nothing yet is closed, or, if every one has, the newcomer
+/// gets 503 without a thread.
 pub const MAX_CONNECTIONS: usize = 64;
+/// Descriptors kept for everything but HTTP: stdio, sources, sinks, a seed
+/// file's temporary file and folder, the signal pipe, procfs reads.
+pub const RESERVED_FDS: u64 = 32;
 /// Largest request head (request line and headers) read.
 pub const MAX_HEAD_BYTES: usize = 8 * 1024;
+/// Largest request body announced; bodies are never read, larger ones get 413.
+pub const MAX_BODY_BYTES: u64 = 8 * 1024;
 /// Time a client has to send its request head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_HEADERS: usize = 64;
+/// Waits after a failed `accept` (EMFILE, ENFILE, ENOBUFS): the first, and
+/// the longest as it doubles.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Connections allowed at once for a soft `RLIMIT_NOFILE` of `nofile`: each
+/// holds two descriptors (its socket and the handle kept for eviction), one
+/// more is used for a moment to turn a newcomer away, and
+/// [`RESERVED_FDS`] always stay free for the refresh loop.
+pub fn connection_ceiling(nofile: u64) -> usize {
+    let spare = nofile.saturating_sub(RESERVED_FDS + 1) / 2;
+    (spare as usize).clamp(1, MAX_CONNECTIONS)
+}
+
+/// The soft descriptor limit, from /proc/self/limits.
+fn nofile_limit() -> Option<u64> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
 
 /// What the handlers read: the metrics, and the loop's progress.
 pub struct HttpState {
@@ -60,75 +94,137 @@ impl Response {
     }
 }
 
-/// Binds and starts serving; returns the bound address (useful with port 0).
-pub fn spawn(addr: SocketAddr, state: HttpState) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+/// Binds the listener; done before privileges are dropped, so that a
+/// port below 1024 works.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr)
+}
+
+/// Starts serving on `listener`; returns the bound address.
+pub fn spawn(listener: TcpListener, state: HttpState) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
     let state = Arc::new(state);
+    let ceiling = nofile_limit().map_or(MAX_CONNECTIONS, connection_ceiling);
     std::thread::Builder::new()
         .name("http-accept".into())
-        .spawn(move || {
-            let active = Arc::new(AtomicUsize::new(0));
-            let waiting = Arc::new(Waiting::default());
-            for (id, stream) in listener.incoming().enumerate() {
-                let Ok(stream) = stream else { continue };
-                if active.load(Ordering::Acquire) >= MAX_CONNECTIONS && !waiting.evict_oldest() {
-                    busy(stream);
-                    continue;
-                }
-                active.fetch_add(1, Ordering::AcqRel);
-                if let Ok(handle) = stream.try_clone() {
-                    waiting.push(id, handle);
-                }
-                let (state, active, waiting) = (
-                    Arc::clone(&state),
-                    Arc::clone(&active),
-                    Arc::clone(&waiting),
-                );
-                let spawned = std::thread::Builder::new()
-                    .name("http-conn".into())
-                    .stack_size(256 * 1024)
-                    .spawn(move || {
-                        serve(stream, &state, || waiting.remove(id));
-                        waiting.remove(id);
-                        active.fetch_sub(1, Ordering::AcqRel);
-                    });
-                if let Err(e) = spawned {
-                    warn!(error = %e, "cannot start a connection thread");
-                }
-            }
-        })?;
+        .spawn(move || accept_loop(&listener, &state, ceiling))?;
     Ok(local)
 }
 
-/// Connections still reading their request head, oldest first.
+fn accept_loop(listener: &TcpListener, state: &Arc<HttpState>, ceiling: usize) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let waiting = Arc::new(Waiting::default());
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
+    let mut failing = false;
+    for id in 0.. {
+        let stream = match listener.accept() {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // EMFILE and friends: say so once, and wait instead of spinning.
+                if !failing {
+                    warn!(error = %e, "cannot accept connections; backing off");
+                    failing = true;
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+        };
+        if failing {
+            info!("accepting connections again");
+            failing = false;
+        }
+        backoff = ACCEPT_BACKOFF_FIRST;
+        if active.load(Ordering::Acquire) >= ceiling && !waiting.evict_idlest() {
+            busy(stream);
+            continue;
+        }
+        let Ok(handle) = stream.try_clone() else {
+            busy(stream);
+            continue;
+        };
+        let sent = Arc::new(AtomicBool::new(false));
+        waiting.push(id, handle, Arc::clone(&sent));
+        active.fetch_add(1, Ordering::AcqRel);
+        let slot = Slot {
+            id,
+            active: Arc::clone(&active),
+            waiting: Arc::clone(&waiting),
+        };
+        let state = Arc::clone(state);
+        // The slot is released when the thread ends, or when the closure is
+        // dropped because the thread could not start.
+        let spawned = std::thread::Builder::new()
+            .name("http-conn".into())
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                serve(stream, &state, &sent, || slot.waiting.remove(slot.id));
+                drop(slot);
+            });
+        if let Err(e) = spawned {
+            warn!(error = %e, "cannot start a connection thread");
+        }
+    }
+}
+
+/// One connection's place among the active ones, given back on drop.
+struct Slot {
+    id: usize,
+    active: Arc<AtomicUsize>,
+    waiting: Arc<Waiting>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.waiting.remove(self.id);
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Connections still reading their request head, oldest first, each with
+/// whether it has sent a byte.
 #[derive(Default)]
-struct Waiting(Mutex<VecDeque<(usize, TcpStream)>>);
+struct Waiting(Mutex<VecDeque<(usize, TcpStream, Arc<AtomicBool>)>>);
 
 impl Waiting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(usize, TcpStream)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(usize, TcpStream, Arc<AtomicBool>)>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn push(&self, id: usize, stream: TcpStream) {
-        self.lock().push_back((id, stream));
+    fn push(&self, id: usize, stream: TcpStream, sent: Arc<AtomicBool>) {
+        self.lock().push_back((id, stream, sent));
     }
 
     fn remove(&self, id: usize) {
-        self.lock().retain(|(i, _)| *i != id);
+        self.lock().retain(|(i, _, _)| *i != id);
     }
 
-    /// Closes the connection that has waited longest; false if none waits.
-    fn evict_oldest(&self) -> bool {
-        let oldest = self.lock().pop_front();
-        match oldest {
-            Some((_, stream)) => {
+    /// Closes the oldest connection that has sent nothing, neither read by
+    /// its thread yet nor waiting in its socket (a probe sends its request
+    /// at once); false if there is none.
+    fn evict_idlest(&self) -> bool {
+        let mut w = self.lock();
+        let idle = w
+            .iter()
+            .position(|(_, s, sent)| !sent.load(Ordering::Acquire) && pending_bytes(s) == 0);
+        match idle.and_then(|at| w.remove(at)) {
+            Some((_, stream, _)) => {
                 let _ = stream.shutdown(std::net::Shutdown::Both);
                 true
             }
             None => false,
         }
     }
+}
+
+/// Bytes received on the socket and not read yet.
+fn pending_bytes(stream: &TcpStream) -> i32 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int to the pointer, which lives for the
+    // call; the descriptor is open for as long as `stream` is.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if rc == 0 { n } else { 0 }
 }
 
 fn busy(mut stream: TcpStream) {
@@ -140,14 +236,17 @@ fn busy(mut stream: TcpStream) {
     );
 }
 
-fn serve(mut stream: TcpStream, state: &HttpState, head_read: impl FnOnce()) {
+fn serve(mut stream: TcpStream, state: &HttpState, sent: &AtomicBool, head_read: impl FnOnce()) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     let response = loop {
         match parse(&head) {
-            Parsed::Complete { method, path } => {
+            Parsed::Complete { content_length, .. } if content_length > MAX_BODY_BYTES => {
+                break Response::text(413, "request body too large\n");
+            }
+            Parsed::Complete { method, path, .. } => {
                 head_read();
                 let head_only = method == "HEAD";
                 let r = route(&method, &path, state);
@@ -155,6 +254,7 @@ fn serve(mut stream: TcpStream, state: &HttpState, head_read: impl FnOnce()) {
                 return;
             }
             Parsed::Invalid => break Response::text(400, "malformed request\n"),
+            Parsed::TooLarge => break Response::text(431, "request head too large\n"),
             Parsed::Partial if head.len() >= MAX_HEAD_BYTES => {
                 break Response::text(431, "request head too large\n");
             }
@@ -166,7 +266,10 @@ fn serve(mut stream: TcpStream, state: &HttpState, head_read: impl FnOnce()) {
         }
         match stream.read(&mut buf) {
             Ok(0) => return, // the client went away
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Ok(n) => {
+                sent.store(true, Ordering::Release);
+                head.extend_from_slice(&buf[..n]);
+            }
             Err(_) => break Response::text(408, "request timeout\n"),
         }
     };
@@ -175,9 +278,16 @@ fn serve(mut stream: TcpStream, state: &HttpState, head_read: impl FnOnce()) {
 }
 
 pub enum Parsed {
-    Complete { method: String, path: String },
+    Complete {
+        method: String,
+        path: String,
+        /// The announced body length (never read).
+        content_length: u64,
+    },
     Partial,
     Invalid,
+    /// More headers than the server reads.
+    TooLarge,
 }
 
 /// Parses a request head; anything after it (a body) is ignored.
@@ -189,11 +299,17 @@ pub fn parse(head: &[u8]) -> Parsed {
             (Some(m), Some(p)) => Parsed::Complete {
                 method: m.to_string(),
                 path: p.to_string(),
+                content_length: req
+                    .headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                    .unwrap_or(0),
             },
             _ => Parsed::Invalid,
         },
         Ok(httparse::Status::Partial) => Parsed::Partial,
-        Err(httparse::Error::TooManyHeaders) => Parsed::Invalid,
+        Err(httparse::Error::TooManyHeaders) => Parsed::TooLarge,
         Err(_) => Parsed::Invalid,
     }
 }
@@ -252,6 +368,7 @@ fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> std:
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
+        413 => "Content Too Large",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "",

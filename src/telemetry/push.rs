@@ -18,16 +18,58 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    #[error("push to {url} failed: {source}")]
-    Http {
-        url: String,
-        source: Box<ureq::Error>,
-    },
+    /// `url` is the redacted one; `reason` has any credentials cut out.
+    #[error("push to {url} failed: {reason}")]
+    Http { url: String, reason: String },
+}
+
+/// A gateway URL split into what is sent and what may be shown: credentials
+/// given as `http://user:pass@host` go into an Authorization header and
+/// never into a log line or an error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayUrl {
+    /// Without the userinfo.
+    pub url: String,
+    /// `Basic …` for the userinfo, if any.
+    pub authorization: Option<String>,
+    userinfo: Option<String>,
+}
+
+impl GatewayUrl {
+    pub fn parse(gateway: &str) -> Self {
+        let (scheme, rest) = gateway.split_once("://").unwrap_or(("http", gateway));
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        match rest[..authority_end].rsplit_once('@') {
+            Some((userinfo, host)) => {
+                use base64::Engine;
+                let encoded = base64::engine::general_purpose::STANDARD.encode(userinfo);
+                Self {
+                    url: format!("{scheme}://{host}{}", &rest[authority_end..]),
+                    authorization: Some(format!("Basic {encoded}")),
+                    userinfo: Some(userinfo.to_string()),
+                }
+            }
+            None => Self {
+                url: gateway.to_string(),
+                authorization: None,
+                userinfo: None,
+            },
+        }
+    }
+
+    /// `text` with the credentials cut out, for errors from the HTTP client.
+    pub fn redact(&self, text: &str) -> String {
+        match &self.userinfo {
+            Some(u) if !u.is_empty() => text.replace(u.as_str(), "***"),
+            _ => text.to_string(),
+        }
+    }
 }
 
 pub struct Pusher {
     agent: ureq::Agent,
     url: String,
+    gateway: GatewayUrl,
     exporter: Arc<Exporter>,
     failing: bool,
 }
@@ -38,9 +80,11 @@ impl Pusher {
             .timeout_global(Some(PUSH_TIMEOUT))
             .build()
             .into();
+        let gateway = GatewayUrl::parse(gateway);
         Self {
             agent,
-            url: group_url(gateway, instance),
+            url: group_url(&gateway.url, instance),
+            gateway,
             exporter,
             failing: false,
         }
@@ -55,15 +99,19 @@ impl Pusher {
     /// exit code).
     pub fn push_once(&mut self) -> Result<(), PushError> {
         let body = self.exporter.render();
-        let result = self
+        let mut request = self
             .agent
             .put(&self.url)
-            .header("Content-Type", "text/plain; version=0.0.4")
+            .header("Content-Type", "text/plain; version=0.0.4");
+        if let Some(auth) = &self.gateway.authorization {
+            request = request.header("Authorization", auth);
+        }
+        let result = request
             .send(body.as_bytes())
             .map(drop)
             .map_err(|e| PushError::Http {
                 url: self.url.clone(),
-                source: Box::new(e),
+                reason: self.gateway.redact(&e.to_string()),
             });
         if result.is_err() {
             counter!(names::PUSH_ERRORS).increment(1);
@@ -150,6 +198,22 @@ pub fn host_name() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_for_a_header() {
+        let g = GatewayUrl::parse("http://admin:s3cr3t@pgw:9091/base");
+        assert_eq!(g.url, "http://pgw:9091/base");
+        assert_eq!(g.authorization.as_deref(), Some("Basic YWRtaW46czNjcjN0"));
+        assert_eq!(
+            g.redact("failed for admin:s3cr3t@pgw"),
+            "failed for ***@pgw"
+        );
+        let plain = GatewayUrl::parse("http://pgw:9091");
+        assert_eq!(
+            (plain.url.as_str(), plain.authorization),
+            ("http://pgw:9091", None)
+        );
+    }
 
     #[test]
     fn group_urls_are_encoded() {

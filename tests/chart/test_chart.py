@@ -158,10 +158,12 @@ def test_default_daemonset():
     assert not spec["hostNetwork"] and not spec["hostPID"] and not spec["hostIPC"]
     assert spec["automountServiceAccountToken"] is False
     vols = {v["name"]: v for v in spec["volumes"]}
-    assert vols["host-dev"]["hostPath"] == {"path": "/dev", "type": "Directory"}
-    assert vols["host-sys"]["hostPath"] == {"path": "/sys", "type": "Directory"}
+    # Only the device and the one sysfs folder, never the host's /dev or /sys.
+    assert vols["host-hwrng"]["hostPath"] == {"path": "/dev/hwrng", "type": "CharDevice"}
+    assert vols["host-hw-random"]["hostPath"] == {"path": "/sys/class/misc/hw_random", "type": "Directory"}
+    assert not [v for v in spec["volumes"] if v.get("hostPath", {}).get("path") in ("/dev", "/sys")]
     mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-    assert mounts["/host/dev"]["readOnly"] and mounts["/host/sys"]["readOnly"]
+    assert mounts["/host/dev/hwrng"]["readOnly"] and mounts["/host/sys/class/misc/hw_random"]["readOnly"]
     assert c["ports"] == [{"name": "metrics", "containerPort": 9742, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
@@ -220,14 +222,14 @@ def test_quarantine_mounts_sys_writable_and_keeps_a_marker():
     c = spec["containers"][0]
     assert "--quarantine-hwrng" in c["args"] and "--state-dir=/run/random-refresher" in c["args"]
     mounts = {m["name"]: m for m in c["volumeMounts"]}
-    assert mounts["host-sys"]["readOnly"] is False and mounts["host-dev"]["readOnly"] is True
+    assert mounts["host-hw-random"]["readOnly"] is False and mounts["host-hwrng"]["readOnly"] is True
     assert mounts["state"]["mountPath"] == "/run/random-refresher"
     # The marker outlives the Pod, as the host's rng_quality does.
     assert {"name": "state", "hostPath": {"path": "/run/random-refresher", "type": "DirectoryOrCreate"}} in spec["volumes"]
     assert "--hwrng=/host/dev/hwrng" in c["args"]
     # Off by default: /sys read-only.
     default = {m["name"]: m for m in container(render("default-values.yaml"))["volumeMounts"]}
-    assert default["host-sys"]["readOnly"] is True
+    assert default["host-hw-random"]["readOnly"] is True
     p = render(sets=["devicePlugin.enabled=true", "refresher.quarantineHwrng=true"], check=False)
     assert p.returncode != 0 and "does not mount" in p.stderr
 
@@ -536,7 +538,8 @@ def kubelet_docker_args(c, spec, node_name):
     return run, args
 
 
-@pytest.mark.parametrize("values", ["default-values.yaml", "least-privilege-values.yaml", "quarantine-values.yaml"])
+@pytest.mark.parametrize("values", ["default-values.yaml", "least-privilege-values.yaml", "quarantine-values.yaml",
+                                    "seed-file-values.yaml"])
 def test_the_image_answers_the_rendered_probes(values):
     image = os.environ.get("RR_IMAGE") or pytest.fail("no RR_IMAGE (run tests/run.sh)")
     docs = render(values)
@@ -557,6 +560,9 @@ def test_the_image_answers_the_rendered_probes(values):
         status, text = wait_http(f"http://127.0.0.1:{host_port}/metrics")
         assert 'node="node-1"' in text
         assert re.search(r'random_refresher_cycles_total\{node="node-1",result="ok"\} [1-9]', text), text[:2000]
+        seed = next((v["hostPath"]["path"] for v in spec["volumes"] if v["name"] == "seed"), None)
+        if seed:
+            assert os.path.getsize(os.path.join(seed, "random-seed")) == 2500
     finally:
         logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
