@@ -387,3 +387,127 @@ impl Alive for std::process::Child {
         matches!(self.try_wait(), Ok(None))
     }
 }
+
+#[test]
+fn the_random_device_must_be_the_kernels_not_a_file_or_a_link() {
+    let dir = temp_dir();
+    let src = good_file(dir.path(), 3);
+    let victim = write(dir.path(), "victim", b"keep me\n");
+    let link = dir.path().join("random-link");
+    std::os::unix::fs::symlink("/dev/random", &link).unwrap();
+    for device in [&victim, &link] {
+        let out = run(&[
+            "once",
+            "--source",
+            &src,
+            "--sink",
+            "mix",
+            "--random-device",
+            device.to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("--random-device"), "{err}");
+        assert_eq!(
+            err.lines().filter(|l| l.contains("ERROR")).count(),
+            1,
+            "{err}"
+        );
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me\n");
+}
+
+#[test]
+fn a_privileged_port_is_bound_before_privileges_are_dropped() {
+    if !require_root() {
+        return;
+    }
+    let dir = temp_dir();
+    let src = good_file(dir.path(), 3000);
+    let Some(port) = (900..1000).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok()) else {
+        eprintln!("skipped: no free port below 1024");
+        return;
+    };
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = bin();
+    cmd.args([
+        "run",
+        "--listen-address",
+        &format!("127.0.0.1:{port}"),
+        "--source",
+        &src,
+    ])
+    .args(["--sink", "mix", "--user", "65534:65534", "--interval", "1h"])
+    .stdout(Stdio::null());
+    let d = Daemon::start_with(&mut cmd);
+    assert_eq!(d.addr.map(|a| a.port()), Some(port), "{}", d.log());
+    assert_eq!(d.get("/healthz").0, 200, "{}", d.log());
+}
+
+#[test]
+fn metric_labels_that_clash_are_refused_with_one_line() {
+    for args in [
+        &["--metrics-label", "le=1"][..],
+        &["--metrics-label", "source=x"],
+        &["--metrics-label", "job=x"],
+        &["--metrics-label", "node=a", "--metrics-label", "node=b"],
+    ] {
+        let out = bin()
+            .arg("once")
+            .args(args)
+            .args(["--sink", "stdout"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("--metrics-label"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+    }
+    let out = bin()
+        .args(["once", "--sink", "stdout"])
+        .env("RANDOM_REFRESHER_METRICS_LABEL", "zone=a,zone=b")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn a_comma_is_part_of_a_value_on_the_command_line_and_a_separator_in_the_environment() {
+    let dir = temp_dir();
+    let src = write(
+        dir.path(),
+        "good",
+        &framed(&[good_block(3100), good_block(3101)]),
+    );
+    let seed = dir.path().join("seed,v2");
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        &format!("file:{}", seed.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&seed).unwrap(), good_block(3100));
+    let other = dir.path().join("other");
+    let out = bin()
+        .arg("once")
+        .env("RANDOM_REFRESHER_SOURCE", &src)
+        .env(
+            "RANDOM_REFRESHER_SINK",
+            format!("stdout,file:{}", other.display()),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, good_block(3100));
+    assert_eq!(std::fs::read(&other).unwrap(), good_block(3101));
+}

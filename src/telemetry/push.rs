@@ -15,6 +15,8 @@ use super::names;
 
 pub const JOB: &str = "random-refresher";
 const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// A gateway that does not even accept is given up on sooner.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -78,6 +80,7 @@ impl Pusher {
     pub fn new(gateway: &str, instance: &str, exporter: Arc<Exporter>) -> Self {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(PUSH_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
             .build()
             .into();
         let gateway = GatewayUrl::parse(gateway);
