@@ -84,6 +84,16 @@ fn health(c: &mut Criterion) {
                 .count()
         })
     });
+    g.bench_function("min_entropy_estimate", |b| {
+        // MCV and MultiMMC (order 1) over the same bytes, as a source's
+        // estimator sees them.
+        let mut est = random_refresher::health::estimate::Estimator::new(1 << 20);
+        b.iter(|| {
+            for blk in &blocks {
+                black_box(est.feed(black_box(&blk[..])));
+            }
+        })
+    });
     g.sample_size(10);
     g.bench_function("fips140_2_reference", |b| {
         let mut cont = ContinuousRun::default();
@@ -184,6 +194,9 @@ fn cycle(c: &mut Criterion) {
         batch_size: BATCH,
         interval: Duration::from_secs(1),
         entropy_per_byte: None,
+        estimate_window: random_refresher::health::estimate::DEFAULT_WINDOW,
+        estimate_every: random_refresher::health::estimate::DEFAULT_EVERY,
+        claimed_min_entropy: 8.0,
         max_failed_cycles: 10,
         cutoffs: Cutoffs::new(8.0, -40.0).unwrap(),
         policy: FailurePolicy::default(),

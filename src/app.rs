@@ -122,6 +122,9 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
         batch_size: args.batch_size,
         interval: args.interval,
         entropy_per_byte: args.entropy_per_byte,
+        estimate_window: s.estimate_window,
+        estimate_every: s.estimate_every,
+        claimed_min_entropy: s.min_entropy,
         max_failed_cycles: args.max_failed_cycles,
         cutoffs: s.cutoffs()?,
         policy: FailurePolicy {

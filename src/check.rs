@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::cli::{CheckArgs, ReportFormat};
+use crate::health::estimate::{Estimate, Estimator};
 use crate::health::{BLOCK_BYTES, Block, ContinuousRun, Cutoffs, StreamTests, Test, TestCounts};
 use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
@@ -24,6 +25,38 @@ pub struct Report {
     pub ended: Option<String>,
     pub rct_cutoff: u32,
     pub apt_cutoff: u32,
+    /// SP 800-90B min-entropy estimates of the bytes read.
+    pub min_entropy: EstimateReport,
+}
+
+/// The estimates over the stream's estimated windows: the newest, and the
+/// lowest (the one to judge a device by).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct EstimateReport {
+    pub window_bytes: usize,
+    /// One window in every so many was estimated.
+    pub every: u32,
+    pub windows: u64,
+    pub last: Option<Estimate>,
+    pub lowest: Option<Estimate>,
+}
+
+impl EstimateReport {
+    fn add(&mut self, e: Estimate) {
+        self.windows += 1;
+        self.last = Some(e);
+        if self.lowest.is_none_or(|l| e.min < l.min) {
+            self.lowest = Some(e);
+        }
+    }
+}
+
+/// What to test each source for.
+struct Plan {
+    blocks: u64,
+    cutoffs: Cutoffs,
+    window: usize,
+    every: u32,
 }
 
 impl Report {
@@ -52,17 +85,25 @@ pub fn check(
         if limits.stop.load(Ordering::Relaxed) {
             break;
         }
-        reports.push(check_one(spec, args.blocks, cutoffs, limits)?);
+        let plan = Plan {
+            blocks: args.blocks,
+            cutoffs,
+            window: args.source.estimate_window,
+            every: args.source.estimate_every,
+        };
+        reports.push(check_one(spec, &plan, limits)?);
     }
     Ok(reports)
 }
 
-fn check_one(
-    spec: &SourceSpec,
-    blocks: u64,
-    cutoffs: Cutoffs,
-    limits: &ReadLimits,
-) -> Result<Report, CheckError> {
+fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Report, CheckError> {
+    let (blocks, cutoffs) = (plan.blocks, plan.cutoffs);
+    let mut estimator = Estimator::sampled(plan.window, plan.every);
+    let mut min_entropy = EstimateReport {
+        window_bytes: plan.window.max(crate::health::estimate::MIN_WINDOW),
+        every: plan.every,
+        ..EstimateReport::default()
+    };
     let mut source = Source::open(spec, limits, None).map_err(|source| CheckError::Open {
         spec: spec.to_string(),
         source,
@@ -100,6 +141,9 @@ fn check_one(
         let (blocks, _) = chunk[..got].as_chunks::<BLOCK_BYTES>();
         for block in blocks {
             counts.add(&tests.test_block(block as &Block));
+            if let Some(e) = estimator.feed(block) {
+                min_entropy.add(e);
+            }
         }
         if let Err(e) = result {
             ended = Some(e.to_string());
@@ -113,6 +157,7 @@ fn check_one(
         ended,
         rct_cutoff: cutoffs.rct,
         apt_cutoff: cutoffs.apt,
+        min_entropy,
     })
 }
 
@@ -156,6 +201,21 @@ fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "SP 800-90B failures: {}", c.sp800_90b_failures)?;
     writeln!(out, "successes (every test passed): {}", c.successes)?;
     writeln!(out, "failures: {}", c.failures)?;
+    let m = &report.min_entropy;
+    match (m.last, m.lowest) {
+        (Some(last), Some(lowest)) => {
+            writeln!(
+                out,
+                "min-entropy estimate (SP 800-90B, bits per byte): {:.3} (MCV {:.3}, MultiMMC {:.3}) in the newest window, {:.3} in the lowest; {} windows of {} bytes, one in every {}",
+                last.min, last.mcv, last.mmc, lowest.min, m.windows, m.window_bytes, m.every
+            )?;
+        }
+        _ => writeln!(
+            out,
+            "min-entropy estimate: none (fewer than {} bytes read)",
+            m.window_bytes
+        )?,
+    }
     writeln!(
         out,
         "blocks tested: {} in {:.3} s",

@@ -206,6 +206,18 @@ pub struct SourceArgs {
           env = "RANDOM_REFRESHER_MIN_ENTROPY")]
     pub min_entropy: f64,
 
+    /// Bytes per min-entropy estimate window (SP 800-90B MCV and MultiMMC):
+    /// 4096 to 64 MiB, with suffixes (64KiB, 1MiB).
+    #[arg(long, value_name = "BYTES", default_value = "64KiB", value_parser = estimate_window,
+          env = "RANDOM_REFRESHER_ESTIMATE_WINDOW")]
+    pub estimate_window: usize,
+
+    /// Estimate one window in every N (the estimator costs about three times
+    /// what the health tests cost per byte); 1 estimates every window.
+    #[arg(long, value_name = "N", default_value_t = crate::health::estimate::DEFAULT_EVERY,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000), env = "RANDOM_REFRESHER_ESTIMATE_EVERY")]
+    pub estimate_every: u32,
+
     /// SP 800-90B false-alarm rate alpha = 2^-N for the RCT and APT (20 to 64).
     #[arg(long, value_name = "N", default_value_t = 40,
           value_parser = clap::value_parser!(u32).range(20..=64), env = "RANDOM_REFRESHER_ALPHA_EXPONENT")]
@@ -260,10 +272,12 @@ pub struct RefreshArgs {
           env = "RANDOM_REFRESHER_INTERVAL")]
     pub interval: Duration,
 
-    /// Entropy credited per delivered byte by the `kernel` sink, 0 to 8 bits.
+    /// Entropy credited per delivered byte by the `kernel` sink, 0 to 8
+    /// bits, or `auto`: the source's claim (as by default) but never more
+    /// than its min-entropy estimate, and nothing before its first estimate.
     /// Default: 8 for device paths and rdseed, 1/32 for rdrand.
-    #[arg(long, value_name = "BITS", value_parser = entropy_per_byte, env = "RANDOM_REFRESHER_ENTROPY_PER_BYTE")]
-    pub entropy_per_byte: Option<f64>,
+    #[arg(long, value_name = "BITS|auto", value_parser = entropy_per_byte, env = "RANDOM_REFRESHER_ENTROPY_PER_BYTE")]
+    pub entropy_per_byte: Option<crate::source::Credit>,
 
     /// Consecutive failed cycles after which `run` exits non-zero, so that the
     /// kubelet restarts it and the restart shows.
@@ -453,8 +467,22 @@ fn bits_in(s: &str, lo_inclusive: bool) -> Result<f64, String> {
     Ok(v)
 }
 
-fn entropy_per_byte(s: &str) -> Result<f64, String> {
-    bits_in(s, true)
+fn entropy_per_byte(s: &str) -> Result<crate::source::Credit, String> {
+    match s {
+        "auto" => Ok(crate::source::Credit::Auto),
+        _ => bits_in(s, true)
+            .map(crate::source::Credit::Bits)
+            .map_err(|e| format!("{e}, or auto")),
+    }
+}
+
+fn estimate_window(s: &str) -> Result<usize, String> {
+    let n = parse_size::parse_size(s)
+        .map_err(|_| format!("`{s}` is not a number of bytes (such as 64KiB or 1MiB)"))?;
+    if !(4096..=64 << 20).contains(&n) {
+        return Err(format!("{n} bytes is outside 4096 to 64 MiB"));
+    }
+    Ok(n as usize)
 }
 
 fn min_entropy(s: &str) -> Result<f64, String> {

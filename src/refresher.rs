@@ -34,9 +34,14 @@ pub struct Config {
     /// Tested bytes per sink per cycle.
     pub batch_size: usize,
     pub interval: Duration,
-    pub entropy_per_byte: Option<f64>,
+    pub entropy_per_byte: Option<crate::source::Credit>,
+    /// Bytes per min-entropy estimate window, and one estimated in every so many.
+    pub estimate_window: usize,
+    pub estimate_every: u32,
     pub max_failed_cycles: u32,
     pub cutoffs: Cutoffs,
+    /// The H the cutoffs were sized from, shown beside the estimate.
+    pub claimed_min_entropy: f64,
     pub policy: FailurePolicy,
     pub limits: ReadLimits,
     pub kernel: KernelPaths,
@@ -137,7 +142,9 @@ impl Refresher {
         {
             return Err(StartError::BatchSize(c.batch_size));
         }
-        if let Some(e) = c.entropy_per_byte.filter(|e| !(0.0..=8.0).contains(e)) {
+        if let Some(crate::source::Credit::Bits(e)) = c.entropy_per_byte
+            && !(0.0..=8.0).contains(&e)
+        {
             return Err(StartError::EntropyPerByte(e));
         }
         if c.sources.is_empty() || c.sinks.is_empty() {
@@ -148,6 +155,9 @@ impl Refresher {
             cutoffs: c.cutoffs,
             policy: c.policy,
             entropy_per_byte: c.entropy_per_byte,
+            claimed_min_entropy: c.claimed_min_entropy,
+            estimate_window: c.estimate_window,
+            estimate_every: c.estimate_every,
             hwrng: FileId::of_path(&c.hwrng).ok(),
         };
         let pool =

@@ -13,11 +13,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn good_file(dir: &std::path::Path, blocks: u64) -> String {
-    let data: Vec<Vec<u8>> = (0..blocks).map(|i| good_block(3000 + i)).collect();
-    write(dir, "good", &framed(&data)).display().to_string()
-}
-
 fn cycles(d: &Daemon) -> (f64, f64) {
     let text = d.get("/metrics").1;
     let m = |s: &str| metric_value(&text, s).unwrap_or(-1.0);
@@ -44,7 +39,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// A daemon under `prlimit --nofile=LIMIT`, refreshing a seed file every
 /// 100 ms from a file source.
 fn limited_daemon(dir: &std::path::Path, limit: u32) -> Daemon {
-    let src = good_file(dir, 3000);
+    let src = good_file(dir, 3000, 3000);
     let seed = format!("file:{}", dir.join("seed").display());
     let mut cmd = Command::new("prlimit");
     cmd.arg(format!("--nofile={limit}:{limit}"))
@@ -113,7 +108,7 @@ fn a_connection_flood_at_a_low_descriptor_limit_never_stops_the_refresh() {
 #[test]
 fn five_hundred_idle_connections_do_not_keep_a_probe_out() {
     let dir = temp_dir();
-    let src = good_file(dir.path(), 3000);
+    let src = good_file(dir.path(), 3000, 3000);
     let d = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "100ms"]);
     let addr = d.addr.unwrap();
     let (ok0, _) = cycles(&d);
@@ -144,7 +139,7 @@ fn raw(addr: SocketAddr, request: &[u8]) -> String {
 #[test]
 fn malformed_oversized_and_pipelined_requests_get_an_error_or_a_close() {
     let dir = temp_dir();
-    let src = good_file(dir.path(), 3000);
+    let src = good_file(dir.path(), 3000, 3000);
     let d = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "100ms"]);
     let addr = d.addr.unwrap();
     let status = |r: &str| {
@@ -215,7 +210,7 @@ fn failing_gateway() -> SocketAddr {
 #[test]
 fn a_pushgateway_that_hangs_fails_or_is_gone_never_delays_the_cycles() {
     let dir = temp_dir();
-    let src = good_file(dir.path(), 3000);
+    let src = good_file(dir.path(), 3000, 3000);
     let (hung, _t) = hung_gateway();
     let closed = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -306,7 +301,7 @@ fn a_full_or_read_only_disk_leaves_the_old_seed_whole_and_recovers() {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     };
-    let src = good_file(dir.path(), 3000);
+    let src = good_file(dir.path(), 3000, 3000);
     let seed_path = fs.0.join("seed");
     let seed = format!("file:{}", seed_path.display());
     let d = Daemon::start(&[
@@ -391,7 +386,7 @@ impl Alive for std::process::Child {
 #[test]
 fn the_random_device_must_be_the_kernels_not_a_file_or_a_link() {
     let dir = temp_dir();
-    let src = good_file(dir.path(), 3);
+    let src = good_file(dir.path(), 3000, 3);
     let victim = write(dir.path(), "victim", b"keep me\n");
     let link = dir.path().join("random-link");
     std::os::unix::fs::symlink("/dev/random", &link).unwrap();
@@ -423,7 +418,7 @@ fn a_privileged_port_is_bound_before_privileges_are_dropped() {
         return;
     }
     let dir = temp_dir();
-    let src = good_file(dir.path(), 3000);
+    let src = good_file(dir.path(), 3000, 3000);
     let Some(port) = (900..1000).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok()) else {
         eprintln!("skipped: no free port below 1024");
         return;

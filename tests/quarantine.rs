@@ -112,15 +112,7 @@ fn quarantine_holds_while_the_hwrng_fails_and_lifts_after_the_documented_blocks(
     // Lifted at the end of the cycle in which the 64th block passed (ten
     // blocks a cycle here).
     let lifted = d.wait_for_log("quarantine lifted").unwrap();
-    let blocks: u64 = lifted
-        .split("blocks=")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let blocks = log_number(&lifted, "blocks");
     assert!((64..74).contains(&blocks), "{lifted}");
 }
 

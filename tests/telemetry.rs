@@ -21,15 +21,6 @@ impl Drop for Service {
     }
 }
 
-/// A file from which `blocks` blocks are delivered.
-fn good_file(dir: &std::path::Path, blocks: u64) -> String {
-    let data: Vec<Vec<u8>> = (0..blocks).map(|i| good_block(500 + i)).collect();
-    write(dir, "good", &framed(&data))
-        .to_str()
-        .unwrap()
-        .to_string()
-}
-
 fn query(prom: SocketAddr, q: &str) -> Option<f64> {
     let (status, body) = http_get(prom, &format!("/api/v1/query?query={q}"));
     if status != 200 {
@@ -45,7 +36,7 @@ fn a_real_prometheus_scrapes_the_daemon_and_sees_counters_rise() {
         return;
     };
     let dir = temp_dir();
-    let src = good_file(dir.path(), 2000);
+    let src = good_file(dir.path(), 500, 2000);
     let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "200ms"]);
     let target = daemon.addr.expect("daemon serves");
     let config = write(
@@ -98,7 +89,7 @@ fn promtool_finds_nothing_to_say_about_live_metrics() {
         return;
     };
     let dir = temp_dir();
-    let src = good_file(dir.path(), 20);
+    let src = good_file(dir.path(), 500, 20);
     let daemon = Daemon::start(&[
         "--source",
         &src,
@@ -143,7 +134,7 @@ fn promtool_finds_nothing_to_say_about_live_metrics() {
 #[test]
 fn every_contract_metric_is_exported_with_help_and_the_constant_label() {
     let dir = temp_dir();
-    let src = good_file(dir.path(), 20);
+    let src = good_file(dir.path(), 500, 20);
     let daemon = Daemon::start(&[
         "--source",
         &src,
@@ -298,7 +289,7 @@ fn once_leaves_its_metrics_on_the_pushgateway_grouped_by_job_and_instance() {
         return;
     };
     let dir = temp_dir();
-    let src = good_file(dir.path(), 1);
+    let src = good_file(dir.path(), 500, 1);
     let out = run(&[
         "once",
         "--source",
@@ -334,7 +325,7 @@ fn once_leaves_its_metrics_on_the_pushgateway_grouped_by_job_and_instance() {
 #[test]
 fn a_pushgateway_that_is_down_fails_soft() {
     let dir = temp_dir();
-    let src = good_file(dir.path(), 1);
+    let src = good_file(dir.path(), 500, 1);
     let port = free_port();
     let out = run(&[
         "once",
@@ -355,7 +346,7 @@ fn a_pushgateway_that_is_down_fails_soft() {
     );
 
     // The daemon keeps refreshing and counts the failed pushes.
-    let src = good_file(dir.path(), 200);
+    let src = good_file(dir.path(), 500, 200);
     let daemon = Daemon::start(&[
         "--source",
         &src,
@@ -469,7 +460,7 @@ fn readiness_follows_the_source_through_failure_and_recovery() {
 fn liveness_fails_when_the_loop_is_stuck() {
     // A stdout sink whose reader never reads: the loop blocks in write().
     let dir = temp_dir();
-    let src = good_file(dir.path(), 200);
+    let src = good_file(dir.path(), 500, 200);
     let mut cmd = bin();
     cmd.args([
         "run",
@@ -499,7 +490,7 @@ fn liveness_fails_when_the_loop_is_stuck() {
 #[test]
 fn the_server_answers_bad_requests_and_stays_up() {
     let dir = temp_dir();
-    let src = good_file(dir.path(), 20);
+    let src = good_file(dir.path(), 500, 20);
     let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "1h"]);
     let addr = daemon.addr.unwrap();
     assert_eq!(daemon.get("/nope").0, 404);
@@ -531,7 +522,7 @@ fn the_server_answers_bad_requests_and_stays_up() {
 #[test]
 fn a_bounded_load_on_metrics_is_answered_while_cycles_go_on() {
     let dir = temp_dir();
-    let src = good_file(dir.path(), 3000);
+    let src = good_file(dir.path(), 500, 3000);
     let daemon = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "20ms"]);
     let addr = daemon.addr.unwrap();
     assert!(

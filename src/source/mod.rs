@@ -19,7 +19,10 @@ use std::time::Duration;
 
 pub use cpu::{CpuInstruction, CpuSource};
 pub use path::{FileId, FilePosition, PathSource};
-pub use pool::{Filled, HwrngStanding, PoolOptions, RDRAND_ENTROPY_PER_BYTE, SourcePool, Stopped};
+pub use pool::{
+    Filled, HwrngStanding, PoolOptions, RDRAND_ENTROPY_PER_BYTE, SourcePool, Stopped,
+    credit_per_byte,
+};
 
 /// A `--source` value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +137,16 @@ impl SourceError {
             ErrorKind::NotFound | ErrorKind::DeviceGone | ErrorKind::Io
         )
     }
+}
+
+/// What the kernel sink credits per byte of a source.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Credit {
+    /// This many bits per byte, whatever the source.
+    Bits(f64),
+    /// The source's default claim, but never more than its newest
+    /// min-entropy estimate, and nothing before it has one.
+    Auto,
 }
 
 /// What every source is given: when to give up on a read, and the flag that

@@ -14,8 +14,10 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tracing::{debug, error, info, warn};
 
 use super::{
-    CpuInstruction, ErrorKind, FileId, FilePosition, ReadLimits, Source, SourceError, SourceSpec,
+    CpuInstruction, Credit, ErrorKind, FileId, FilePosition, ReadLimits, Source, SourceError,
+    SourceSpec,
 };
+use crate::health::estimate::{Estimate, Estimator};
 use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Gate, SourceHealth, TESTS, Test};
 use crate::telemetry::{LoopStatus, names};
 
@@ -38,8 +40,13 @@ pub struct PoolOptions {
     pub limits: ReadLimits,
     pub cutoffs: Cutoffs,
     pub policy: FailurePolicy,
-    /// Credit per byte for every source; None: each kind's default.
-    pub entropy_per_byte: Option<f64>,
+    /// Credit per byte; None: each kind's default.
+    pub entropy_per_byte: Option<Credit>,
+    /// The claimed min-entropy (`--min-entropy`), shown beside the estimate.
+    pub claimed_min_entropy: f64,
+    /// Bytes per estimate window, and one window estimated in every so many.
+    pub estimate_window: usize,
+    pub estimate_every: u32,
     /// The kernel's hwrng device: the source that is the same file is the
     /// one the quarantine judges.
     pub hwrng: Option<FileId>,
@@ -59,6 +66,7 @@ pub struct Filled {
 
 /// Metric handles of one source, made once when the pool is built.
 struct SlotMetrics {
+    min_entropy_estimate: Gauge,
     bytes_read: Counter,
     read_duration: Histogram,
     up: Gauge,
@@ -71,13 +79,18 @@ struct SlotMetrics {
 impl SlotMetrics {
     /// Counters start at zero, so that `rate()` and `increase()` see the
     /// first event and no alert needs to handle an absent series.
-    fn new(source: &str) -> Self {
+    fn new(source: &str, claimed: f64) -> Self {
         let s = || source.to_string();
         let zero = |c: Counter| {
             c.absolute(0);
             c
         };
+        // No estimate is NaN, not 0: a comparison with NaN never alerts.
+        let min_entropy_estimate = gauge!(names::MIN_ENTROPY_ESTIMATE, "source" => s());
+        min_entropy_estimate.set(f64::NAN);
+        gauge!(names::MIN_ENTROPY_CLAIMED, "source" => s()).set(claimed);
         Self {
+            min_entropy_estimate,
             bytes_read: zero(counter!(names::SOURCE_BYTES_READ, "source" => s())),
             read_duration: histogram!(names::SOURCE_READ_DURATION, "source" => s()),
             up: gauge!(names::SOURCE_UP, "source" => s()),
@@ -107,6 +120,9 @@ struct Slot {
     health: SourceHealth,
     /// Claimed entropy per byte, credited by the kernel sink.
     entropy_per_byte: f64,
+    /// Credit no more than the estimate.
+    credit_auto: bool,
+    estimator: Estimator,
     /// The kind of the last error, so that each change is logged once.
     last_error: Option<ErrorKind>,
     /// Marked failed by the health tests (not by a read error).
@@ -184,19 +200,18 @@ impl Slot {
 
     /// A regular file may replay bytes used before: it is never credited.
     fn credit_per_byte(&self) -> f64 {
-        match &self.source {
-            Some(s) if s.is_replayable() => 0.0,
-            _ => self.entropy_per_byte,
-        }
+        let replayable = self.source.as_ref().is_some_and(Source::is_replayable);
+        let estimate = self.credit_auto.then(|| self.estimator.last());
+        credit_per_byte(self.entropy_per_byte, estimate, replayable)
     }
 
     /// Reads and tests blocks until `out` is full of released blocks, the
     /// source fails a read, or the policy gives up on it. Returns the bytes
     /// released into the front of `out`.
-    fn fill(&mut self, out: &mut [u8], status: Option<&LoopStatus>) -> Result<usize, Stopped> {
+    fn fill(&mut self, out: &mut [u8], status: Option<&LoopStatus>) -> Result<Filled, Stopped> {
         let started = Instant::now();
         let mut block = [0u8; BLOCK_BYTES];
-        let (mut written, mut read) = (0, 0u64);
+        let (mut written, mut read, mut credit_bits) = (0, 0u64, 0.0);
         let result = loop {
             let Some(source) = self.source.as_mut().filter(|_| written < out.len()) else {
                 break Ok(());
@@ -221,7 +236,14 @@ impl Slot {
                 .try_into()
                 .unwrap();
             let step = self.gate.push(&block, slot);
-            written += if step.released { BLOCK_BYTES } else { 0 };
+            if step.released {
+                // Credited by what was known before this block.
+                credit_bits += BLOCK_BYTES as f64 * self.credit_per_byte();
+                if let Some(e) = self.estimator.feed(&slot[..]) {
+                    self.metrics.min_entropy_estimate.set(e.min);
+                }
+                written += BLOCK_BYTES;
+            }
             if step.verdict.passed() {
                 self.blocks_passed += 1;
                 self.metrics.passed.increment(1);
@@ -244,7 +266,10 @@ impl Slot {
         self.metrics
             .read_duration
             .record(started.elapsed().as_secs_f64());
-        result.map(|()| written)
+        result.map(|()| Filled {
+            bytes: written,
+            credit_bits,
+        })
     }
 
     fn read_failed(&mut self, e: &SourceError) {
@@ -298,6 +323,21 @@ impl Slot {
     }
 }
 
+/// Bits per byte the kernel sink credits: the claim, capped by the
+/// estimate under `--entropy-per-byte auto` (`estimate` is `Some`, and
+/// holds `None` until the first window is estimated), and nothing for
+/// bytes that can be replayed.
+pub fn credit_per_byte(claim: f64, estimate: Option<Option<Estimate>>, replayable: bool) -> f64 {
+    if replayable {
+        return 0.0;
+    }
+    match estimate {
+        None => claim,
+        Some(None) => 0.0,
+        Some(Some(e)) => claim.min(e.min.max(0.0)),
+    }
+}
+
 /// How the source that is the kernel's hwrng stands, for the quarantine.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HwrngStanding {
@@ -326,8 +366,15 @@ impl SourcePool {
             cutoffs,
             policy,
             entropy_per_byte,
+            claimed_min_entropy,
+            estimate_window,
+            estimate_every,
             hwrng,
         } = options;
+        let kind_claim = |spec: &SourceSpec| match spec {
+            SourceSpec::Cpu(CpuInstruction::RdRand) => RDRAND_ENTROPY_PER_BYTE,
+            _ => 8.0,
+        };
         let mut slots: Vec<Slot> = specs
             .iter()
             .map(|spec| Slot {
@@ -337,10 +384,12 @@ impl SourcePool {
                 resume: None,
                 gate: Gate::new(cutoffs),
                 health: SourceHealth::new(policy),
-                entropy_per_byte: entropy_per_byte.unwrap_or(match spec {
-                    SourceSpec::Cpu(CpuInstruction::RdRand) => RDRAND_ENTROPY_PER_BYTE,
-                    _ => 8.0,
-                }),
+                entropy_per_byte: match entropy_per_byte {
+                    Some(Credit::Bits(b)) => b,
+                    _ => kind_claim(spec),
+                },
+                credit_auto: entropy_per_byte == Some(Credit::Auto),
+                estimator: Estimator::sampled(estimate_window, estimate_every),
                 last_error: None,
                 failed_by_tests: false,
                 probe_left: 0,
@@ -350,7 +399,7 @@ impl SourcePool {
                 trusted_passes: 0,
                 blocks_passed: 0,
                 blocks_failed: 0,
-                metrics: SlotMetrics::new(&spec.to_string()),
+                metrics: SlotMetrics::new(&spec.to_string(), claimed_min_entropy),
             })
             .collect();
         // Each failure is logged only if another source opened: when none
@@ -411,10 +460,9 @@ impl SourcePool {
             if retry_starts {
                 slot.probe_left = PROBE_BLOCKS;
             }
-            let credit = slot.credit_per_byte();
             let got = slot.fill(&mut out[filled.bytes..], status)?;
-            filled.bytes += got;
-            filled.credit_bits += got as f64 * credit;
+            filled.bytes += got.bytes;
+            filled.credit_bits += got.credit_bits;
             slot.show_up();
         }
         Ok(filled)
@@ -511,6 +559,9 @@ mod tests {
                 ..FailurePolicy::default()
             },
             entropy_per_byte: None,
+            claimed_min_entropy: 8.0,
+            estimate_window: 4096,
+            estimate_every: 1,
             hwrng: None,
         };
         SourcePool::open(&[spec], options).unwrap()
@@ -578,5 +629,41 @@ mod tests {
             Ok(d),
         ])));
         assert_eq!(fill_one(&mut p), c);
+    }
+}
+
+#[cfg(test)]
+mod credit_tests {
+    use super::*;
+
+    #[test]
+    fn auto_credit_is_the_claim_capped_by_the_estimate_and_nothing_before_one() {
+        let e = |min| Estimate {
+            mcv: min,
+            mmc: min,
+            min,
+            bytes: 65536,
+        };
+        assert_eq!(
+            credit_per_byte(8.0, None, false),
+            8.0,
+            "not auto: the claim"
+        );
+        assert_eq!(
+            credit_per_byte(8.0, Some(None), false),
+            0.0,
+            "auto, no estimate yet"
+        );
+        assert_eq!(credit_per_byte(8.0, Some(Some(e(7.5))), false), 7.5);
+        assert_eq!(
+            credit_per_byte(1.0 / 32.0, Some(Some(e(7.5))), false),
+            1.0 / 32.0
+        );
+        assert_eq!(
+            credit_per_byte(8.0, Some(Some(e(7.5))), true),
+            0.0,
+            "replayable"
+        );
+        assert_eq!(credit_per_byte(8.0, None, true), 0.0);
     }
 }

@@ -13,6 +13,14 @@ use names::*;
 /// descriptions given to no recorder are lost.
 pub fn describe() {
     describe_gauge!(
+        MIN_ENTROPY_ESTIMATE,
+        "The source's SP 800-90B min-entropy estimate (the lower of MCV and MultiMMC) over its newest estimated window, in bits per byte; NaN before the first."
+    );
+    describe_gauge!(
+        MIN_ENTROPY_CLAIMED,
+        "The min-entropy claimed for the source (--min-entropy), in bits per byte."
+    );
+    describe_gauge!(
         BUILD_INFO,
         "Always 1; the version label says which build runs."
     );

@@ -23,3 +23,5 @@ pub const HWRNG_QUALITY: &str = "random_refresher_hwrng_quality";
 pub const HWRNG_CURRENT_INFO: &str = "random_refresher_hwrng_current_info";
 pub const HWRNG_QUARANTINED: &str = "random_refresher_hwrng_quarantined";
 pub const PUSH_ERRORS: &str = "random_refresher_push_errors_total";
+pub const MIN_ENTROPY_ESTIMATE: &str = "random_refresher_min_entropy_estimate_per_byte";
+pub const MIN_ENTROPY_CLAIMED: &str = "random_refresher_min_entropy_claimed_per_byte";

@@ -338,6 +338,36 @@ def test_one_duration_rule_for_the_binary_and_the_schema(value, ok):
     assert (binary_ok, schema_ok) == (ok, ok), p.stderr
 
 
+def test_the_entropy_estimate_alert_fires_below_the_claim_less_the_margin(tmp_path):
+    rule = one(render("monitors-values.yaml"), "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    alert = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == "RandomRefresherEntropyEstimateLow")
+    labels = {"source": "/host/dev/hwrng"}
+    series = lambda name, node, values: {"series": f'{name}{{source="/host/dev/hwrng",node="{node}"}}', "values": values}
+    cases = {"rule_files": ["rules.yaml"], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m",
+        "input_series": [
+            series("random_refresher_min_entropy_claimed_per_byte", "good", "8x60"),
+            series("random_refresher_min_entropy_estimate_per_byte", "good", "7.6x60"),
+            series("random_refresher_min_entropy_claimed_per_byte", "weak", "8x60"),
+            series("random_refresher_min_entropy_estimate_per_byte", "weak", "5x60"),
+            # Before the first window the estimate is NaN: no alert.
+            series("random_refresher_min_entropy_claimed_per_byte", "new", "8x60"),
+            series("random_refresher_min_entropy_estimate_per_byte", "new", " ".join(["NaN"] * 60)),
+        ],
+        "promql_expr_test": [{"expr": alert["expr"], "eval_time": "40m",
+                              "exp_samples": [{"labels": 'random_refresher_min_entropy_estimate_per_byte{source="/host/dev/hwrng",node="weak"}', "value": 5}]}],
+        "alert_rule_test": [
+            {"eval_time": "20m", "alertname": "RandomRefresherEntropyEstimateLow", "exp_alerts": []},
+        ],
+    }]}
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(cases))
+    promtool = os.environ.get("RR_PROMTOOL") or shutil.which("promtool") or pytest.fail("no promtool")
+    p = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert alert["for"] == "30m" and labels
+
+
 def test_a_sub_second_interval_keeps_the_no_refresh_alert_meaningful(tmp_path):
     rule = one(render(sets=["prometheusRule.enabled=true", "refresher.interval=500ms"]), "PrometheusRule")
     expr = next(r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == "RandomRefresherNoRefresh")

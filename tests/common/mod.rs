@@ -246,17 +246,46 @@ pub fn parse_rngtest(stderr: &str) -> RngtestCounts {
     c
 }
 
-/// Our `check --format json` counts, in rngtest's shape.
-pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::Value) {
-    let out = run(&[
+/// `check` on `file` for `blocks` blocks, with `extra` options.
+pub fn check_file(file: &Path, blocks: usize, extra: &[&str]) -> Output {
+    let blocks = blocks.to_string();
+    let mut args = vec![
         "check",
         "--source",
         file.to_str().unwrap(),
         "--blocks",
-        &blocks.to_string(),
-        "--format",
-        "json",
-    ]);
+        &blocks,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// A file from which the daemon delivers `blocks` good blocks (seeds from
+/// `seed` on); its path.
+pub fn good_file(dir: &Path, seed: u64, blocks: u64) -> String {
+    let data: Vec<Vec<u8>> = (0..blocks).map(|i| good_block(seed + i)).collect();
+    write(dir, "good", &framed(&data)).display().to_string()
+}
+
+/// The number after `key=` in a log line.
+pub fn log_number(line: &str, key: &str) -> u64 {
+    let at = format!("{key}=");
+    let value = line
+        .split(&at)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    value
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .trim_matches('"')
+        .parse()
+        .unwrap()
+}
+
+/// Our `check --format json` counts, in rngtest's shape.
+pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::Value) {
+    let out = check_file(file, blocks, &["--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("check printed no JSON ({e}): {}", stderr(&out)));
     let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"));
@@ -274,13 +303,7 @@ pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::V
 
 /// Our `check` text report, read as rngtest's report is read.
 pub fn check_text_counts(file: &Path, blocks: usize) -> RngtestCounts {
-    let out = run(&[
-        "check",
-        "--source",
-        file.to_str().unwrap(),
-        "--blocks",
-        &blocks.to_string(),
-    ]);
+    let out = check_file(file, blocks, &[]);
     parse_rngtest(&String::from_utf8_lossy(&out.stdout))
 }
 
