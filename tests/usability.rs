@@ -49,6 +49,48 @@ fn check_takes_a_bare_relative_path_and_standard_input() {
 }
 
 #[test]
+fn check_tests_every_source_in_turn_and_reports_each() {
+    let dir = temp_dir();
+    let mut good = vec![1, 2, 3, 4];
+    good.extend(good_block(45));
+    let a = write(dir.path(), "a", &good);
+    let b = write(dir.path(), "b", &vec![0u8; 4 + BLOCK]);
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let out = run(&[
+        "check", "--source", a, "--source", b, "--blocks", "1", "--format", "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the second source fails: {}",
+        stderr(&out)
+    );
+    let reports: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(reports.len(), 2);
+    assert_eq!(
+        (
+            reports[0]["source"].as_str(),
+            reports[0]["fips_successes"].as_u64()
+        ),
+        (Some(a), Some(1))
+    );
+    assert_eq!(
+        (
+            reports[1]["source"].as_str(),
+            reports[1]["fips_failures"].as_u64()
+        ),
+        (Some(b), Some(1))
+    );
+    let text =
+        String::from_utf8(run(&["check", "--source", a, "--source", b, "--blocks", "1"]).stdout)
+            .unwrap();
+    assert_eq!(text.matches("source: ").count(), 2, "{text}");
+}
+
+#[test]
 fn json_log_fields_are_typed_values_not_debug_strings() {
     let dir = temp_dir();
     let src = write(dir.path(), "good", &framed(&[good_block(41)]));

@@ -618,6 +618,33 @@ mod tests {
     }
 
     #[test]
+    fn the_held_block_and_the_tests_carry_across_fills() {
+        // A run of three 0xA5 ends block a; block b starts with three more.
+        // Fill 1 ends with a held back; fill 2 reads b, whose RCT failure
+        // reaches back into a: a is dropped although its own fill is over.
+        let [s, x] = [21, 22].map(good_block);
+        let mut a = good_block(23);
+        a[BLOCK_BYTES - 4] = 0;
+        a[BLOCK_BYTES - 3..].fill(0xA5);
+        let mut b = good_block(24);
+        b[..3].fill(0xA5);
+        b[3] = 0;
+        let [c, d] = [25, 26].map(good_block);
+        let mut p = pool(SourceSpec::Path("/dev/null".into()));
+        p.slots[0].source = Some(Source::Scripted(VecDeque::from([
+            Ok(s),
+            Ok(x.clone()),
+            Ok(a),
+            Ok(b),
+            Ok(c.clone()),
+            Ok(d),
+        ])));
+        assert_eq!(fill_one(&mut p), x, "x released by a");
+        assert!(p.slots[0].gate.is_holding(), "a waits for the next fill");
+        assert_eq!(fill_one(&mut p), c, "a went with b's failed run");
+    }
+
+    #[test]
     fn a_bad_block_drops_the_block_held_before_it() {
         let [a, b, c, d] = [11, 12, 13, 14].map(good_block);
         let mut p = pool(SourceSpec::Path("/dev/null".into()));

@@ -359,6 +359,13 @@ def test_the_entropy_estimate_alert_fires_below_the_claim_less_the_margin(tmp_pa
                               "exp_samples": [{"labels": 'random_refresher_min_entropy_estimate_per_byte{source="/host/dev/hwrng",node="weak"}', "value": 5}]}],
         "alert_rule_test": [
             {"eval_time": "20m", "alertname": "RandomRefresherEntropyEstimateLow", "exp_alerts": []},
+            {"eval_time": "40m", "alertname": "RandomRefresherEntropyEstimateLow", "exp_alerts": [{
+                "exp_labels": {**alert["labels"], **labels, "node": "weak"},
+                "exp_annotations": {
+                    k: v.replace("{{ $labels.source }}", "/host/dev/hwrng").replace("{{ $labels.node }}", "weak")
+                        .replace('{{ $value | printf "%.2f" }}', "5.00")
+                    for k, v in alert["annotations"].items()},
+            }]},
         ],
     }]}
     (tmp_path / "tests.yaml").write_text(yaml.safe_dump(cases))

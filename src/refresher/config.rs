@@ -1,0 +1,119 @@
+//! The refresher's configuration, checked before anything is opened.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::health::{BLOCK_BYTES, Cutoffs, FailurePolicy};
+use crate::kernel::{KernelPaths, QuarantineError};
+use crate::sink::{SinkError, SinkSpec};
+use crate::source::{Credit, FileId, PoolOptions, ReadLimits, SourceSpec};
+
+/// The largest batch: one allocation of this size is held for the run.
+pub const MAX_BATCH_BYTES: usize = 1 << 30;
+
+/// Everything the loop needs. Cutoffs are valid by construction; the rest
+/// is checked by [`Refresher::new`].
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub sources: Vec<SourceSpec>,
+    pub sinks: Vec<SinkSpec>,
+    pub random_device: PathBuf,
+    /// Tested bytes per sink per cycle.
+    pub batch_size: usize,
+    pub interval: Duration,
+    pub entropy_per_byte: Option<crate::source::Credit>,
+    /// Bytes per min-entropy estimate window, and one estimated in every so many.
+    pub estimate_window: usize,
+    pub estimate_every: u32,
+    pub max_failed_cycles: u32,
+    pub cutoffs: Cutoffs,
+    /// The H the cutoffs were sized from, shown beside the estimate.
+    pub claimed_min_entropy: f64,
+    pub policy: FailurePolicy,
+    pub limits: ReadLimits,
+    pub kernel: KernelPaths,
+    /// Hold the kernel's `rng_quality` at 0 while the hwrng source fails.
+    pub quarantine: bool,
+    /// The kernel's hwrng device: the source that is this same file is the
+    /// one the quarantine judges.
+    pub hwrng: PathBuf,
+    /// Where the quarantine marker lives, to survive a crash.
+    pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("--batch-size {0}: not a positive multiple of {BLOCK_BYTES} bytes up to 1 GiB")]
+    BatchSize(usize),
+    #[error("--entropy-per-byte {0}: outside 0 to 8 bits")]
+    EntropyPerByte(f64),
+    #[error("--source and --sink: at least one of each is needed")]
+    Empty,
+    #[error("--source: none of the sources can be opened ({reasons}){hint}")]
+    NoSource {
+        reasons: String,
+        /// How to pass the device in, when running in a container.
+        hint: &'static str,
+    },
+    #[error("--sink {spec}: {source}")]
+    Sink { spec: SinkSpec, source: SinkError },
+    #[error("--quarantine-hwrng: {0}")]
+    Quarantine(#[from] QuarantineError),
+    #[error(
+        "--quarantine-hwrng: no --source is the hwrng device {0} (compared by device number, or by inode for other files); set --hwrng to the path of the device"
+    )]
+    NoHwrngSource(PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{failed} refresh cycles failed in a row (--max-failed-cycles {limit}); exiting so that the failure shows"
+)]
+pub struct TooManyFailures {
+    pub failed: u32,
+    pub limit: u32,
+}
+
+impl Config {
+    /// What no constructor further down checks: a batch of whole blocks, a
+    /// credit in range, at least one source and one sink.
+    pub(super) fn check(&self) -> Result<(), StartError> {
+        let b = self.batch_size;
+        if b == 0 || !b.is_multiple_of(BLOCK_BYTES) || b > MAX_BATCH_BYTES {
+            return Err(StartError::BatchSize(b));
+        }
+        if let Some(Credit::Bits(e)) = self.entropy_per_byte
+            && !(0.0..=8.0).contains(&e)
+        {
+            return Err(StartError::EntropyPerByte(e));
+        }
+        if self.sources.is_empty() || self.sinks.is_empty() {
+            return Err(StartError::Empty);
+        }
+        Ok(())
+    }
+
+    pub(super) fn pool_options(&self) -> PoolOptions {
+        PoolOptions {
+            limits: self.limits.clone(),
+            cutoffs: self.cutoffs,
+            policy: self.policy,
+            entropy_per_byte: self.entropy_per_byte,
+            claimed_min_entropy: self.claimed_min_entropy,
+            estimate_window: self.estimate_window,
+            estimate_every: self.estimate_every,
+            hwrng: FileId::of_path(&self.hwrng).ok(),
+        }
+    }
+}
+
+impl StartError {
+    /// No source opens; in a container, say how to pass the device in.
+    pub(super) fn no_source(reasons: String) -> Self {
+        let hint = match crate::kernel::in_container() {
+            true => "; for a container, pass the device: docker run --device /dev/hwrng",
+            false => "",
+        };
+        Self::NoSource { reasons, hint }
+    }
+}

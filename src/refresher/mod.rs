@@ -1,0 +1,201 @@
+//! The refresh loop: each cycle reads one tested batch per sink from the
+//! source pool and hands it to that sink, then waits for the interval or a
+//! signal. The parts live where their job is: failover and backoff in
+//! [`SourcePool`], the tests and the held-back block in each source's
+//! [`crate::health::Gate`], delivery in [`SinkSet`], the hwrng quarantine in
+//! [`QuarantinePolicy`]; this module only wires them for one cycle.
+
+mod config;
+mod run;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{Counter, Gauge, counter, gauge};
+use tracing::info;
+
+pub use config::{Config, MAX_BATCH_BYTES, StartError, TooManyFailures};
+pub use run::Request;
+
+use crate::kernel::Quarantine;
+use crate::sink::{QuarantinePolicy, SinkSet, SinkSpec};
+use crate::source::{SourcePool, SourceSpec};
+use crate::telemetry::exporter::Exporter;
+use crate::telemetry::{LoopStatus, names};
+
+/// The result of one cycle.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CycleOutcome {
+    /// Every sink received its own full tested batch.
+    Delivered { bytes: usize },
+    /// The sources ran out before every sink had its batch.
+    NoBatch,
+    /// Every batch was read but at least one sink failed.
+    SinkFailed,
+    /// Shutdown was asked for during the cycle.
+    Stopped,
+}
+
+/// Running totals for the SIGUSR1 summary.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    cycles_ok: u64,
+    cycles_failed: u64,
+    bytes_delivered: u64,
+}
+
+pub struct Refresher {
+    pool: SourcePool,
+    sinks: SinkSet,
+    quarantine: Option<QuarantinePolicy>,
+    batch: Vec<u8>,
+    interval: Duration,
+    max_failed_cycles: u32,
+    needs: crate::privileges::Needs,
+    totals: Totals,
+    consecutive_failures: u32,
+    cycles: [Counter; 2],
+    last_refresh: Gauge,
+    status: Option<Arc<LoopStatus>>,
+    exporter: Option<Arc<Exporter>>,
+}
+
+impl Refresher {
+    /// Checks the configuration and opens the sources and sinks.
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let c = config;
+        c.check()?;
+        let pool = SourcePool::open(&c.sources, c.pool_options()).map_err(StartError::no_source)?;
+        if c.quarantine && !pool.has_hwrng() {
+            return Err(StartError::NoHwrngSource(c.hwrng));
+        }
+        let sinks = SinkSet::open(&c.sinks, &c.random_device)
+            .map_err(|(spec, source)| StartError::Sink { spec, source })?;
+        let quarantine = match c.quarantine {
+            true => Some(QuarantinePolicy::new(Quarantine::open(
+                &c.kernel,
+                c.state_dir.as_deref(),
+            )?)),
+            false => None,
+        };
+        let zero = |c: Counter| {
+            c.absolute(0);
+            c
+        };
+        Ok(Self {
+            pool,
+            sinks,
+            quarantine,
+            batch: vec![0u8; c.batch_size],
+            interval: c.interval,
+            max_failed_cycles: c.max_failed_cycles,
+            needs: crate::privileges::Needs {
+                sys_admin: c.sinks.contains(&SinkSpec::Kernel),
+                reopen_as_other_user: c.sources.iter().any(|s| matches!(s, SourceSpec::Path(_))),
+            },
+            totals: Totals::default(),
+            consecutive_failures: 0,
+            cycles: ["ok", "failed"].map(|r| zero(counter!(names::CYCLES, "result" => r))),
+            last_refresh: gauge!(names::LAST_REFRESH_TIMESTAMP),
+            status: None,
+            exporter: None,
+        })
+    }
+
+    /// Shares the loop's progress with the health endpoints.
+    pub fn with_status(mut self, status: Arc<LoopStatus>) -> Self {
+        status.beat();
+        self.status = Some(status);
+        self
+    }
+
+    /// Lets the loop run the exporter's upkeep once a cycle.
+    pub fn with_exporter(mut self, exporter: Arc<Exporter>) -> Self {
+        self.exporter = Some(exporter);
+        self
+    }
+
+    /// One cycle: for each sink in turn, read a tested batch and deliver it.
+    pub fn cycle(&mut self) -> CycleOutcome {
+        let outcome = self.deliver_batches();
+        if let Some(q) = self.quarantine.as_mut()
+            && q.update(self.pool.hwrng_standing())
+        {
+            self.pool.restart_hwrng();
+        }
+        let ok = matches!(outcome, CycleOutcome::Delivered { .. });
+        if outcome != CycleOutcome::Stopped {
+            self.cycles[usize::from(!ok)].increment(1);
+            if ok {
+                if self.totals.cycles_ok == 0 {
+                    info!(
+                        sinks = self.sinks.names(),
+                        "first tested batch delivered to {}",
+                        self.sinks.names()
+                    );
+                }
+                self.totals.cycles_ok += 1;
+                self.consecutive_failures = 0;
+                self.last_refresh.set(crate::telemetry::unix_now());
+            } else {
+                self.totals.cycles_failed += 1;
+                self.consecutive_failures += 1;
+            }
+        }
+        if let Some(status) = &self.status {
+            status.cycle_finished(ok, self.pool.any_up());
+        }
+        if let Some(exporter) = &self.exporter {
+            exporter.upkeep();
+        }
+        outcome
+    }
+
+    fn deliver_batches(&mut self) -> CycleOutcome {
+        let mut all_ok = true;
+        for i in 0..self.sinks.len() {
+            let filled = match self.pool.fill(&mut self.batch, self.status.as_deref()) {
+                Err(crate::source::Stopped) => return CycleOutcome::Stopped,
+                Ok(f) if f.bytes < self.batch.len() => return CycleOutcome::NoBatch,
+                Ok(f) => f,
+            };
+            if self.sinks.deliver(i, &self.batch, filled.credit_bits) {
+                self.totals.bytes_delivered += self.batch.len() as u64;
+            } else {
+                all_ok = false;
+            }
+        }
+        match all_ok {
+            true => CycleOutcome::Delivered {
+                bytes: self.batch.len() * self.sinks.len(),
+            },
+            false => CycleOutcome::SinkFailed,
+        }
+    }
+
+    /// Restores what the daemon changed in the kernel; call before exiting.
+    pub fn finish(&mut self) {
+        if let Some(q) = self.quarantine.as_mut() {
+            q.finish();
+        }
+    }
+
+    /// What the open sources and sinks still need once running.
+    pub fn privilege_needs(&self) -> crate::privileges::Needs {
+        self.needs
+    }
+
+    pub fn log_statistics(&self) {
+        let t = &self.totals;
+        let (blocks_passed, blocks_failed) = self.pool.block_totals();
+        info!(
+            cycles_ok = t.cycles_ok,
+            cycles_failed = t.cycles_failed,
+            blocks_passed,
+            blocks_failed,
+            bytes_delivered = t.bytes_delivered,
+            sources_up = self.pool.up_count(),
+            "statistics"
+        );
+    }
+}
