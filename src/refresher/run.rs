@@ -54,18 +54,26 @@ impl Refresher {
                 return false;
             }
             let left = deadline.saturating_duration_since(Instant::now());
+            // Under systemd's watchdog, wake up to feed it while waiting.
+            let ping = self.status.as_ref().and_then(|s| s.waiting_ping_every());
+            let nap = ping.map_or(left, |p| left.min(p));
             let request = if left.is_zero() {
                 requests.try_recv().map_err(|e| match e {
                     TryRecvError::Empty => RecvTimeoutError::Timeout,
                     TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
                 })
             } else {
-                requests.recv_timeout(left)
+                requests.recv_timeout(nap)
             };
             match request {
                 Ok(Request::Shutdown) | Err(RecvTimeoutError::Disconnected) => return false,
                 Ok(Request::ReopenSources) => self.pool.reopen(),
                 Ok(Request::LogStatistics) => self.log_statistics(),
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {
+                    if let Some(s) = &self.status {
+                        s.waiting();
+                    }
+                }
                 Err(RecvTimeoutError::Timeout) => return true,
             }
         }

@@ -5,6 +5,7 @@ pub mod exporter;
 pub mod http;
 pub mod names;
 pub mod push;
+pub mod systemd;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use names::*;
@@ -102,6 +103,8 @@ pub struct LoopStatus {
     heartbeat_ms: AtomicU64,
     delivered_once: AtomicBool,
     source_healthy: AtomicBool,
+    /// systemd's readiness and watchdog, fed from the same progress.
+    systemd: systemd::Notifier,
 }
 
 impl Default for LoopStatus {
@@ -111,6 +114,7 @@ impl Default for LoopStatus {
             heartbeat_ms: AtomicU64::new(0),
             delivered_once: AtomicBool::new(false),
             source_healthy: AtomicBool::new(false),
+            systemd: systemd::Notifier::from_env(),
         }
     }
 }
@@ -119,14 +123,26 @@ impl LoopStatus {
     pub fn beat(&self) {
         let ms = self.started.elapsed().as_millis() as u64;
         self.heartbeat_ms.store(ms, Ordering::Relaxed);
+        self.systemd.progress();
     }
 
     pub fn cycle_finished(&self, ok: bool, source_healthy: bool) {
         self.beat();
         self.source_healthy.store(source_healthy, Ordering::Relaxed);
-        if ok {
-            self.delivered_once.store(true, Ordering::Relaxed);
+        if ok && !self.delivered_once.swap(true, Ordering::Relaxed) {
+            self.systemd.ready("delivering tested bytes");
         }
+    }
+
+    /// The loop is waiting for its next cycle, as it should: feed systemd's
+    /// watchdog (not the liveness heartbeat, which allows for the wait).
+    pub fn waiting(&self) {
+        self.systemd.progress();
+    }
+
+    /// How often a waiting loop should call [`Self::waiting`], if at all.
+    pub fn waiting_ping_every(&self) -> Option<std::time::Duration> {
+        self.systemd.ping_every()
     }
 
     /// Time since the loop last showed progress.

@@ -338,6 +338,72 @@ def test_one_duration_rule_for_the_binary_and_the_schema(value, ok):
     assert (binary_ok, schema_ok) == (ok, ok), p.stderr
 
 
+# For each alert: series that fire it and series that do not, the label
+# that tells them apart, and which value of it must fire.
+ALERT_CASES = {
+    "RandomRefresherHealthTestsFailing": ("node", "bad", [
+        ('random_refresher_health_blocks_total{result="fail",source="s",node="bad"}', "0+10x120"),
+        ('random_refresher_health_blocks_total{result="pass",source="s",node="bad"}', "0+100x120"),
+        ('random_refresher_health_blocks_total{result="fail",source="s",node="good"}', "0x120"),
+        ('random_refresher_health_blocks_total{result="pass",source="s",node="good"}', "0+100x120"),
+    ]),
+    "RandomRefresherSourceDown": ("node", "down", [
+        ('random_refresher_source_up{source="s",node="down"}', "0x120"),
+        ('random_refresher_source_up{source="s",node="up"}', "1x120"),
+    ]),
+    "RandomRefresherNoRefresh": ("node", "stuck", [
+        ('random_refresher_last_refresh_timestamp_seconds{node="stuck"}', "0x120"),
+        ('random_refresher_last_refresh_timestamp_seconds{node="fresh"}', "0+60x120"),
+    ]),
+    "RandomRefresherHwrngQuarantined": ("node", "held", [
+        ('random_refresher_hwrng_quarantined{rng="r",node="held"}', "1x120"),
+        ('random_refresher_hwrng_quarantined{rng="r",node="free"}', "0x120"),
+    ]),
+    "RandomRefresherEntropyEstimateLow": ("node", "weak", [
+        ('random_refresher_min_entropy_claimed_per_byte{source="s",node="weak"}', "8x120"),
+        ('random_refresher_min_entropy_estimate_per_byte{source="s",node="weak"}', "5x120"),
+        ('random_refresher_min_entropy_claimed_per_byte{source="s",node="good"}', "8x120"),
+        ('random_refresher_min_entropy_estimate_per_byte{source="s",node="good"}', "7.6x120"),
+    ]),
+    "RandomRefresherNotReady": ("pod", "rr-random-refresher-aaaaa", [
+        ('kube_pod_status_ready{namespace="hwrng",pod="rr-random-refresher-aaaaa",condition="true"}', "0x120"),
+        ('kube_pod_status_ready{namespace="hwrng",pod="rr-random-refresher-bbbbb",condition="true"}', "1x120"),
+        ('kube_pod_status_ready{namespace="hwrng",pod="other-ccccc",condition="true"}', "0x120"),
+    ]),
+    "RandomRefresherDaemonSetIncomplete": ("daemonset", "rr-random-refresher", [
+        ('kube_daemonset_status_number_ready{namespace="hwrng",daemonset="rr-random-refresher"}', "2x120"),
+        ('kube_daemonset_status_desired_number_scheduled{namespace="hwrng",daemonset="rr-random-refresher"}', "3x120"),
+        ('kube_daemonset_status_number_ready{namespace="hwrng",daemonset="other"}', "2x120"),
+        ('kube_daemonset_status_desired_number_scheduled{namespace="hwrng",daemonset="other"}', "3x120"),
+    ]),
+}
+
+
+def test_every_alert_fires_for_its_series_and_only_for_them(tmp_path):
+    rule = one(render("monitors-values.yaml"), "PrometheusRule")
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert set(alerts) == set(ALERT_CASES), "every alert the chart ships has a case"
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+    tests = []
+    for name, (label, fires, series) in ALERT_CASES.items():
+        expr = alerts[name]["expr"]
+        tests.append({
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series],
+            # Evaluated after the hour the ratio alert looks back over: only
+            # the firing series is over its threshold.
+            "promql_expr_test": [{"expr": f"count by ({label}) ({expr})", "eval_time": "100m",
+                                  "exp_samples": [{"labels": f'{{{label}="{fires}"}}', "value": 1}]}],
+            # And `for` holds it back at first.
+            "alert_rule_test": [{"eval_time": "0m", "alertname": name, "exp_alerts": []}],
+        })
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump({"rule_files": ["rules.yaml"], "evaluation_interval": "1m",
+                                                         "tests": tests}))
+    promtool = os.environ.get("RR_PROMTOOL") or shutil.which("promtool") or pytest.fail("no promtool")
+    p = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
 def test_the_entropy_estimate_alert_fires_below_the_claim_less_the_margin(tmp_path):
     rule = one(render("monitors-values.yaml"), "PrometheusRule")
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
