@@ -25,5 +25,6 @@ done)
 echo "fuzz: health, specs, http, cli ran ${RR_FUZZ_SECONDS:-20} s each without a finding"
 # The README's tour, as written.
 bash tests/readme.sh
-# The chart: rendered, validated, and started as the kubelet would start it.
-RR_BINARY="$PWD/target/release/random-refresher" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/chart
+# The chart (rendered, validated, and started as the kubelet would start it)
+# and the Debian package (built, inspected, its unit verified and scored).
+RR_BINARY="$PWD/target/release/random-refresher" "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/chart tests/packaging

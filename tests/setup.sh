@@ -43,6 +43,13 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
     step "cargo-fuzz" cargo install -q --locked cargo-fuzz
 fi
 
+# cargo-deb, for the Debian package; systemd-analyze, to verify and score its unit.
+if ! command -v cargo-deb >/dev/null 2>&1; then
+    echo "setup: cargo install cargo-deb"
+    step "cargo-deb" cargo install -q --locked cargo-deb
+fi
+apt_install systemd dpkg
+
 # helm, kubernetes-validate, checkov, pytest, the Prometheus Operator models.
 source "$root/tests/chart-setup.sh"
 
