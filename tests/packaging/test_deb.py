@@ -15,6 +15,9 @@ UNIT = os.path.join(ROOT, "packaging", "random-refresher.service")
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
     out = tmp_path_factory.mktemp("deb")
+    p = subprocess.run(["cargo", "run", "-q", "--release", "--example", "gen-assets", "--", "target/assets"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
     p = subprocess.run(["cargo", "deb", "--no-build", "--output", str(out)], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     (path,) = out.glob("random-refresher_*.deb")
@@ -24,7 +27,10 @@ def deb(tmp_path_factory):
 def test_the_package_holds_the_binary_the_unit_and_the_default_config(deb):
     listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
     for path in ["./usr/bin/random-refresher", "./lib/systemd/system/random-refresher.service",
-                 "./etc/default/random-refresher", "./usr/share/doc/random-refresher/examples/kernel-sink.conf"]:
+                 "./etc/default/random-refresher", "./usr/share/doc/random-refresher/examples/kernel-sink.conf",
+                 "./usr/share/man/man1/random-refresher.1", "./usr/share/bash-completion/completions/random-refresher",
+                 "./usr/share/zsh/vendor-completions/_random-refresher",
+                 "./usr/share/fish/vendor_completions.d/random-refresher.fish"]:
         assert path in listing, f"{path} missing:\n{listing}"
     fields = subprocess.run(["dpkg-deb", "-f", deb], capture_output=True, text=True, check=True).stdout
     assert re.search(r"^Conflicts: .*rng-tools", fields, re.M), fields
@@ -38,6 +44,13 @@ def test_the_extracted_binary_runs(deb, tmp_path):
     assert p.returncode == 0 and "check" in p.stdout, p.stderr
     default = (tmp_path / "etc/default/random-refresher").read_text()
     assert "RANDOM_REFRESHER_SINK=mix" in default
+    # The man page and completions come from the command line's definition.
+    page = next((tmp_path / "usr/share/man/man1").glob("random-refresher.1*"))
+    roff = subprocess.run(["zcat", "-f", page], capture_output=True, text=True, check=True).stdout
+    text = roff.replace("\\-", "-")
+    assert ".TH random-refresher" in text and "--quarantine-hwrng" in text and "--estimate-window" in text
+    bash = (tmp_path / "usr/share/bash-completion/completions/random-refresher").read_text()
+    assert "complete -F" in bash and "random-refresher" in bash and "quarantine" in bash
 
 
 def test_the_unit_verifies_with_no_warning(deb, tmp_path):
