@@ -256,3 +256,33 @@ fn sighup_continues_a_regular_file_where_it_stopped() {
     }
     assert!(stdout.len() >= 200 * BLOCK, "only {} bytes", stdout.len());
 }
+
+#[test]
+fn a_boot_tools_seed_file_holds_its_own_tested_bytes() {
+    // As systemd-random-seed's /var/lib/systemd/random-seed or SeedRNG's
+    // seed.credit would be kept, beside another sink (here stdout standing
+    // in for the kernel): the seed never holds bytes delivered elsewhere.
+    let dir = temp_dir();
+    let blocks: Vec<Vec<u8>> = (0..2).map(|i| good_block(380 + i)).collect();
+    let src = write(dir.path(), "source", &framed(&blocks));
+    std::fs::create_dir_all(dir.path().join("seedrng")).unwrap();
+    let seed = dir.path().join("seedrng/seed.credit");
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--sink",
+        &format!("file:{}", seed.display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let credited = std::fs::read(&seed).unwrap();
+    assert_eq!(credited, blocks[1]);
+    assert_ne!(credited, out.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&seed).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

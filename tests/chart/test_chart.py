@@ -478,6 +478,27 @@ def test_image_values_spelled_as_other_charts_spell_them():
     assert ep["tlsConfig"] == {"insecureSkipVerify": True}
 
 
+def test_the_node_feature_rule_is_valid_and_labels_on_any_one_hwrng_sign():
+    import jsonschema
+    assert not [d for d in render() if d["kind"] == "NodeFeatureRule"], "off by default"
+    rule = one(render(sets=["nfd.enabled=true"]), "NodeFeatureRule")
+    schema = json.load(open(os.path.join(HERE, "nodefeaturerule.schema.json")))
+    jsonschema.validate(rule, schema)
+    (r,) = rule["spec"]["rules"]
+    assert r["labels"] == {"feature.node.kubernetes.io/hw-rng": "true"}
+    # One alternative per sign, so that any one of them labels the node.
+    signs = [m["matchFeatures"][0] for m in r["matchAny"]]
+    modules = {k for s in signs if s["feature"] == "kernel.loadedmodule" for k in s["matchExpressions"]}
+    assert {"virtio_rng", "tpm", "bcm2835_rng", "arm_smccc_trng"} <= modules
+    assert all(len(m["matchFeatures"]) == 1 and len(m["matchFeatures"][0]["matchExpressions"]) <= 2 for m in r["matchAny"])
+    assert {"RDSEED", "RNG"} <= {k for s in signs if s["feature"] == "cpu.cpuid" for k in s["matchExpressions"]}
+    # The schema is not a rubber stamp.
+    bad = json.loads(json.dumps(rule))
+    bad["spec"]["rules"][0]["matchAny"][0]["matchFeatures"][0]["matchExpressions"]["virtio_rng"]["op"] = "Present"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
 def test_helm_show_readme_shows_the_charts_readme():
     p = subprocess.run([helm(), "show", "readme", CHART], capture_output=True, text=True)
     assert p.returncode == 0 and "random-refresher" in p.stdout and "helm install" in p.stdout, p.stderr

@@ -82,3 +82,30 @@ def test_the_unit_is_locked_down_to_an_exposure_of_at_most_2(tmp_path):
     loose = tmp_path / "random-refresher.service"
     loose.write_text(re.sub(r"^(Protect|Restrict|Private|SystemCall|CapabilityBoundingSet).*\n", "", open(UNIT).read(), flags=re.M))
     assert exposure(loose) > 5.0
+
+
+def test_the_unit_starts_and_serves_healthz_where_systemd_runs_the_machine(deb, tmp_path):
+    if open("/proc/1/comm").read().strip() != "systemd":
+        pytest.skip("PID 1 is not systemd on this machine: the unit is verified and scored, not started")
+    import time
+    import urllib.request
+    subprocess.run(["dpkg-deb", "-x", deb, tmp_path], check=True)
+    unit = open(UNIT).read().replace("ExecStart=/usr/bin/random-refresher run",
+                                     f"ExecStart={tmp_path}/usr/bin/random-refresher run --listen-address 127.0.0.1:19742")
+    path = "/run/systemd/system/random-refresher-test.service"
+    open(path, "w").write(unit)
+    try:
+        subprocess.run(["systemctl", "daemon-reload"], check=True)
+        subprocess.run(["systemctl", "start", "random-refresher-test"], check=True, timeout=120)
+        deadline = time.time() + 60
+        while True:
+            try:
+                assert urllib.request.urlopen("http://127.0.0.1:19742/healthz", timeout=5).status == 200
+                break
+            except OSError:
+                assert time.time() < deadline
+                time.sleep(1)
+    finally:
+        subprocess.run(["systemctl", "stop", "random-refresher-test"])
+        os.remove(path)
+        subprocess.run(["systemctl", "daemon-reload"])
