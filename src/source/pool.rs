@@ -213,7 +213,10 @@ impl Slot {
         let mut block = [0u8; BLOCK_BYTES];
         let (mut written, mut read, mut credit_bits) = (0, 0u64, 0.0);
         let result = loop {
-            let Some(source) = self.source.as_mut().filter(|_| written < out.len()) else {
+            // Whole blocks only: a tail of `out` shorter than a block is
+            // left as it is, never indexed past.
+            let room = written + BLOCK_BYTES <= out.len();
+            let Some(source) = self.source.as_mut().filter(|_| room) else {
                 break Ok(());
             };
             let mut got = 0;
@@ -642,6 +645,22 @@ mod tests {
         assert_eq!(fill_one(&mut p), x, "x released by a");
         assert!(p.slots[0].gate.is_holding(), "a waits for the next fill");
         assert_eq!(fill_one(&mut p), c, "a went with b's failed run");
+    }
+
+    #[test]
+    fn a_buffer_that_is_not_whole_blocks_gets_whole_blocks_and_no_panic() {
+        let [s, a, b] = [31, 32, 33].map(good_block);
+        let mut p = pool(SourceSpec::Path("/dev/null".into()));
+        p.slots[0].source = Some(Source::Scripted(VecDeque::from([
+            Ok(s),
+            Ok(a.clone()),
+            Ok(b),
+        ])));
+        let mut out = vec![7u8; BLOCK_BYTES + 100];
+        assert_eq!(p.fill(&mut out, None).unwrap().bytes, BLOCK_BYTES);
+        assert_eq!(out[..BLOCK_BYTES], a[..]);
+        assert_eq!(out[BLOCK_BYTES..], [7u8; 100]);
+        assert_eq!(p.fill(&mut [0u8; 10], None).unwrap().bytes, 0);
     }
 
     #[test]
