@@ -135,8 +135,8 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
         limits,
         kernel: KernelPaths::new(&s.kernel.proc_root, &s.kernel.sys_root),
         quarantine: args.quarantine_hwrng,
-        hwrng: args.hwrng.clone(),
-        state_dir: Some(args.state_dir.clone()),
+        hwrng: args.hwrng.hwrng.clone(),
+        state_dir: Some(args.state.state_dir.clone()),
     })
 }
 
@@ -332,7 +332,7 @@ fn run(args: &RefreshArgs) -> u8 {
 /// `quarantine`: what the marker holds, and `--release` to lift it by hand.
 fn quarantine(args: &crate::cli::QuarantineArgs) -> u8 {
     let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
-    let mut q = match crate::kernel::Quarantine::open(&kernel, Some(&args.state_dir)) {
+    let mut q = match crate::kernel::Quarantine::open(&kernel, Some(&args.state.state_dir)) {
         Ok(q) => q,
         Err(e) => return fail(EXIT_CONFIG, &format!("quarantine: {e}")),
     };
@@ -367,7 +367,7 @@ fn sources(args: &crate::cli::SourcesArgs) -> u8 {
     let kernel = KernelPaths::new(&args.kernel.proc_root, &args.kernel.sys_root);
     report(crate::inventory::print(
         &kernel,
-        &args.hwrng,
+        &args.hwrng.hwrng,
         std::io::stdout().lock(),
     ))
 }

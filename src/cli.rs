@@ -55,14 +55,8 @@ pub struct QuarantineArgs {
     #[arg(long)]
     pub release: bool,
 
-    /// Where the daemon keeps the quarantine marker.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/run/random-refresher",
-        env = "RANDOM_REFRESHER_STATE_DIR"
-    )]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub state: StateDirArgs,
 
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -170,9 +164,27 @@ pub struct KernelArgs {
     pub sys_root: PathBuf,
 }
 
+/// Where the quarantine marker lives: one definition for `run`, `once`
+/// and `quarantine`.
 #[derive(Clone, Debug, Args)]
-pub struct SourcesArgs {
-    /// The hardware RNG device to look at (in a pod, /host/dev/hwrng).
+pub struct StateDirArgs {
+    /// Where the quarantine marker lives (it survives a crash).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/run/random-refresher",
+        env = "RANDOM_REFRESHER_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// The kernel's hwrng device node: one definition for `sources`, `run`
+/// and `once`.
+#[derive(Clone, Debug, Args)]
+pub struct HwrngArgs {
+    /// The kernel's hwrng device node (in a pod, /host/dev/hwrng). With
+    /// --quarantine-hwrng, the source that is this same device (by device
+    /// number) is the one judged.
     #[arg(
         long,
         value_name = "PATH",
@@ -180,6 +192,12 @@ pub struct SourcesArgs {
         env = "RANDOM_REFRESHER_HWRNG"
     )]
     pub hwrng: PathBuf,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct SourcesArgs {
+    #[command(flatten)]
+    pub hwrng: HwrngArgs,
 
     #[command(flatten)]
     pub kernel: KernelArgs,
@@ -301,25 +319,11 @@ pub struct RefreshArgs {
     #[arg(long, env = "RANDOM_REFRESHER_QUARANTINE_HWRNG")]
     pub quarantine_hwrng: bool,
 
-    /// The kernel's hwrng device node (in a pod, /host/dev/hwrng): the
-    /// source that is this same device (by device number) is the one
-    /// --quarantine-hwrng judges.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/dev/hwrng",
-        env = "RANDOM_REFRESHER_HWRNG"
-    )]
-    pub hwrng: PathBuf,
+    #[command(flatten)]
+    pub hwrng: HwrngArgs,
 
-    /// Where the quarantine marker lives (it survives a crash).
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/run/random-refresher",
-        env = "RANDOM_REFRESHER_STATE_DIR"
-    )]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub state: StateDirArgs,
 
     /// Once started as root, switch to this user, keeping only the
     /// capabilities the sinks need.
