@@ -1,0 +1,80 @@
+//! AArch64 builds of the word loop. Advanced SIMD (NEON) is part of every
+//! AArch64 CPU, so there is nothing to detect; the portable build is kept
+//! beside it for the tests and the benchmark.
+
+use super::words::{self, Words};
+use super::{Block, BlockStats};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Level {
+    /// Nibble counts by byte popcounts (CNT) of the parity planes.
+    Neon,
+    Portable,
+}
+
+impl Level {
+    pub(super) fn detect() -> Self {
+        Self::Neon
+    }
+
+    pub(super) fn all_usable() -> Vec<Self> {
+        vec![Self::Neon, Self::Portable]
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Self::Neon => "neon",
+            Self::Portable => "portable",
+        }
+    }
+
+    pub(super) fn stats(self, block: &Block) -> BlockStats {
+        match self {
+            Self::Neon => words::stats_words(block, nibble_counts_neon),
+            Self::Portable => words::stats_words(block, words::nibble_counts_table),
+        }
+    }
+}
+
+/// The parity transform of `words::nibble_counts_parity`, two words per
+/// register: CNT counts the bits of each byte, and the byte counts are
+/// widened and summed every 8 registers (8 x 8 bits at most 64 per byte).
+fn nibble_counts_neon(_: &Block, words: &Words) -> [u32; 16] {
+    use std::arch::aarch64::*;
+    let (pairs, rest) = words.as_chunks::<2>();
+    // SAFETY: NEON is baseline on AArch64; every load reads two whole u64s.
+    unsafe {
+        let low_bits = vdupq_n_u64(0x1111_1111_1111_1111);
+        let mut totals = [vdupq_n_u32(0); 16];
+        for group in pairs.chunks(8) {
+            let mut bytes = [vdupq_n_u8(0); 16];
+            for pair in group {
+                let w = vld1q_u64(pair.as_ptr());
+                let planes = [
+                    vandq_u64(w, low_bits),
+                    vandq_u64(vshrq_n_u64::<1>(w), low_bits),
+                    vandq_u64(vshrq_n_u64::<2>(w), low_bits),
+                    vandq_u64(vshrq_n_u64::<3>(w), low_bits),
+                ];
+                let mut parity = [vdupq_n_u64(0); 16];
+                for m in 1..16 {
+                    parity[m] = veorq_u64(parity[m & (m - 1)], planes[m.trailing_zeros() as usize]);
+                    bytes[m] = vaddq_u8(bytes[m], vcntq_u8(vreinterpretq_u8_u64(parity[m])));
+                }
+            }
+            for m in 1..16 {
+                totals[m] = vpadalq_u16(totals[m], vpaddlq_u8(bytes[m]));
+            }
+        }
+        let mut odd: [u32; 16] = std::array::from_fn(|m| vaddvq_u32(totals[m]));
+        for &w in rest {
+            let planes = [w, w >> 1, w >> 2, w >> 3].map(|p| p & 0x1111_1111_1111_1111);
+            let mut parity = [0u64; 16];
+            for m in 1..16 {
+                parity[m] = parity[m & (m - 1)] ^ planes[m.trailing_zeros() as usize];
+                odd[m] += parity[m].count_ones();
+            }
+        }
+        words::from_parity_counts(&odd)
+    }
+}
