@@ -12,6 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, counter, gauge};
+
+use crate::sink::Batch;
 use tracing::info;
 
 pub use config::{Config, MAX_BATCH_BYTES, StartError, TooManyFailures};
@@ -48,7 +50,7 @@ pub struct Refresher {
     pool: SourcePool,
     sinks: SinkSet,
     quarantine: Option<QuarantinePolicy>,
-    batch: Vec<u8>,
+    batch: Batch,
     interval: Duration,
     max_failed_cycles: u32,
     needs: crate::privileges::Needs,
@@ -86,7 +88,7 @@ impl Refresher {
             pool,
             sinks,
             quarantine,
-            batch: vec![0u8; c.batch_size],
+            batch: Batch::new(c.batch_size),
             interval: c.interval,
             max_failed_cycles: c.max_failed_cycles,
             needs: crate::privileges::Needs {
@@ -154,12 +156,15 @@ impl Refresher {
     fn deliver_batches(&mut self) -> CycleOutcome {
         let mut all_ok = true;
         for i in 0..self.sinks.len() {
-            let filled = match self.pool.fill(&mut self.batch, self.status.as_deref()) {
+            let filled = match self
+                .pool
+                .fill(self.batch.bytes_mut(), self.status.as_deref())
+            {
                 Err(crate::source::Stopped) => return CycleOutcome::Stopped,
                 Ok(f) if f.bytes < self.batch.len() => return CycleOutcome::NoBatch,
                 Ok(f) => f,
             };
-            if self.sinks.deliver(i, &self.batch, filled.credit_bits) {
+            if self.sinks.deliver(i, &mut self.batch, filled.credit_bits) {
                 self.totals.bytes_delivered += self.batch.len() as u64;
             } else {
                 all_ok = false;

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::{Delivered, SinkError, open_random_device};
+use super::{Batch, Delivered, SinkError, open_random_device};
 
 /// `_IOW('R', 0x03, int[2])`
 const RNDADDENTROPY: libc::Ioctl = 0x4008_5203;
@@ -21,8 +21,6 @@ const CAP_SYS_ADMIN: u32 = 21;
 pub struct KernelSink {
     device: File,
     path: PathBuf,
-    /// `struct rand_pool_info` header followed by the bytes, reused.
-    request: Vec<u8>,
 }
 
 impl KernelSink {
@@ -33,30 +31,33 @@ impl KernelSink {
         Ok(Self {
             device: open_random_device(path)?,
             path: path.into(),
-            request: Vec::new(),
         })
     }
 
-    /// Adds `bytes` crediting `credit_bits` (capped at 8 per byte), then
-    /// forces the reseed.
-    pub fn deliver(&mut self, bytes: &[u8], credit_bits: f64) -> Result<Delivered, SinkError> {
-        let credited_bits = credit_bits.clamp(0.0, bytes.len() as f64 * 8.0).floor() as u64;
-        let count = i32::try_from(credited_bits).unwrap_or(i32::MAX);
-        let size = i32::try_from(bytes.len()).expect("batch sizes are bounded far below 2 GiB");
-        self.request.clear();
-        self.request.extend_from_slice(&count.to_ne_bytes());
-        self.request.extend_from_slice(&size.to_ne_bytes());
-        self.request.extend_from_slice(bytes);
+    /// Adds the batch's bytes crediting `credit_bits` (capped at 8 per
+    /// byte), then forces the reseed. The request is built in the batch's
+    /// own buffer.
+    pub fn deliver(&mut self, batch: &mut Batch, credit_bits: f64) -> Result<Delivered, SinkError> {
+        let len = batch.len();
+        let credited_bits = credit_bits.clamp(0.0, len as f64 * 8.0).floor() as u64;
+        let count = libc::c_int::try_from(credited_bits).unwrap_or(libc::c_int::MAX);
+        let Some(request) = batch.pool_info(count) else {
+            return Err(SinkError::Kernel {
+                op: "RNDADDENTROPY",
+                path: self.path.clone(),
+                source: std::io::Error::from_raw_os_error(libc::E2BIG),
+            });
+        };
         let fd = self.device.as_raw_fd();
         // SAFETY: `request` is a complete `struct rand_pool_info` (two ints and
         // `buf_size` bytes) that outlives the call; the kernel only reads it.
-        let rc = unsafe { libc::ioctl(fd, RNDADDENTROPY, self.request.as_ptr()) };
+        let rc = unsafe { libc::ioctl(fd, RNDADDENTROPY, request.as_ptr()) };
         self.check(rc, "RNDADDENTROPY")?;
         // SAFETY: RNDRESEEDCRNG takes no argument.
         let rc = unsafe { libc::ioctl(fd, RNDRESEEDCRNG) };
         self.check(rc, "RNDRESEEDCRNG")?;
         Ok(Delivered {
-            bytes: bytes.len(),
+            bytes: len,
             credited_bits,
             reseeded: true,
         })

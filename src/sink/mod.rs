@@ -1,6 +1,7 @@
 //! Where tested bytes go: the kernel pool with credit and a forced reseed, a
 //! plain mix-in, a seed file, or standard output.
 
+mod batch;
 mod kernel;
 mod quarantine;
 mod seed_file;
@@ -12,6 +13,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+pub use batch::Batch;
 pub use kernel::{KernelSink, has_sys_admin};
 pub use quarantine::QuarantinePolicy;
 pub use seed_file::SeedFile;
@@ -175,13 +177,14 @@ impl Sink {
 
     /// Delivers tested bytes; `credit_bits` is the entropy they carry, which
     /// only the kernel sink passes on.
-    pub fn deliver(&mut self, bytes: &[u8], credit_bits: f64) -> Result<Delivered, SinkError> {
+    pub fn deliver(&mut self, batch: &mut Batch, credit_bits: f64) -> Result<Delivered, SinkError> {
+        let bytes = batch.bytes();
         let plain = Delivered {
             bytes: bytes.len(),
             ..Delivered::default()
         };
         match self {
-            Self::Kernel(k) => k.deliver(bytes, credit_bits),
+            Self::Kernel(k) => k.deliver(batch, credit_bits),
             Self::Mix { device, path } => {
                 device.write_all(bytes).map_err(|source| SinkError::Write {
                     path: path.clone(),

@@ -71,9 +71,9 @@ impl SinkSet {
 
     /// Delivers `bytes` to sink `i` only; true if it took them. A failure is
     /// logged once per change of state.
-    pub fn deliver(&mut self, i: usize, bytes: &[u8], credit_bits: f64) -> bool {
+    pub fn deliver(&mut self, i: usize, batch: &mut super::Batch, credit_bits: f64) -> bool {
         let s = &mut self.slots[i];
-        match s.sink.deliver(bytes, credit_bits) {
+        match s.sink.deliver(batch, credit_bits) {
             Ok(d) => {
                 debug!(sink = %s.spec, bytes = d.bytes, credited_bits = d.credited_bits, "delivered");
                 s.bytes.increment(d.bytes as u64);
