@@ -352,6 +352,33 @@ pub struct CheckArgs {
     /// Report format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text, env = "RANDOM_REFRESHER_FORMAT")]
     pub format: ReportFormat,
+
+    /// Threads that test blocks; the counts are the same for any number.
+    /// Default: the CPUs this process may run on.
+    #[arg(
+        long,
+        short = 'j',
+        value_name = "N",
+        env = "RANDOM_REFRESHER_JOBS",
+        value_parser = clap::value_parser!(u16).range(1..=MAX_JOBS as i64)
+    )]
+    pub jobs: Option<u16>,
+}
+
+/// More threads than this would only hold more memory (1 MB each).
+pub const MAX_JOBS: usize = 256;
+
+impl CheckArgs {
+    /// `--jobs`, or the CPUs in this process's affinity mask and cgroup
+    /// quota (`std::thread::available_parallelism` reads both).
+    pub fn jobs(&self) -> usize {
+        match self.jobs {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_JOBS),
+        }
+    }
 }
 
 /// The longest duration any option takes: long enough for any schedule,

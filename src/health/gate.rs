@@ -15,9 +15,37 @@
 //! for, and its first word primes the continuous run test) and its bytes are
 //! discarded whatever the verdict.
 
-use super::repeat::RepeatedBlocks;
-use super::sp800_90b::{AdaptiveProportion, RepetitionCount};
+use super::fips::BlockStats;
+use super::repeat::{self, RepeatedBlocks};
+use super::sp800_90b::{AdaptiveProportion, RctScreen, RepetitionCount};
 use super::{Block, BlockVerdict, ContinuousRun, Cutoffs, FipsTester, Test};
+
+/// What the tests find in one block on its own, before the tests that look
+/// across blocks see it. A pure function of the block: `check --jobs`
+/// scans blocks on several threads and [`StreamTests::finish`] takes them
+/// in stream order, so the verdicts are those of one thread by construction.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BlockScan {
+    stats: BlockStats,
+    fingerprint: u64,
+    rct: RctScreen,
+}
+
+/// Scans blocks for a [`StreamTests`]; a copy can go to another thread.
+#[derive(Clone, Copy, Debug)]
+pub struct Scanner {
+    fips: FipsTester,
+}
+
+impl Scanner {
+    pub fn scan(&self, block: &Block) -> BlockScan {
+        BlockScan {
+            stats: self.fips.stats(block),
+            fingerprint: repeat::fingerprint(block),
+            rct: RctScreen::of(block),
+        }
+    }
+}
 
 /// Every test of one stream of bytes; all carry state from block to block.
 #[derive(Clone, Debug)]
@@ -43,11 +71,25 @@ impl StreamTests {
     }
 
     pub fn test_block(&mut self, block: &Block) -> BlockVerdict {
+        let scan = self.scanner().scan(block);
+        self.finish(block, &scan)
+    }
+
+    pub fn scanner(&self) -> Scanner {
+        Scanner { fips: self.fips }
+    }
+
+    /// The block's verdict from its scan, in stream order: the tests that
+    /// look across blocks see it here.
+    pub fn finish(&mut self, block: &Block, scan: &BlockScan) -> BlockVerdict {
         let mut v = BlockVerdict::default();
-        self.fips.test_block(block).record(&mut v);
-        v.set(Test::Rct, self.rct.feed(block));
+        self.fips.finish(block, &scan.stats).record(&mut v);
+        v.set(Test::Rct, self.rct.feed_screened(block, scan.rct));
         v.set(Test::Apt, self.apt.feed(block));
-        v.set(Test::RepeatedBlock, self.repeats.seen_before(block));
+        v.set(
+            Test::RepeatedBlock,
+            self.repeats.seen_fingerprint(scan.fingerprint),
+        );
         v
     }
 

@@ -14,7 +14,7 @@ pub mod sp800_90b;
 mod swar;
 
 pub use fips::{BLOCK_BYTES, Block, ContinuousRun, FipsTester, FipsVerdict};
-pub use gate::{Gate, Step, StreamTests};
+pub use gate::{BlockScan, Gate, Scanner, Step, StreamTests};
 pub use policy::{FailurePolicy, SourceHealth};
 pub use sp800_90b::{CutoffError, Cutoffs};
 

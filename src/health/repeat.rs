@@ -29,7 +29,12 @@ impl RepeatedBlocks {
     /// True if `block` equals one of the remembered ones (to 64 bits of
     /// fingerprint: a false alarm is a 2^-56 event per block).
     pub fn seen_before(&mut self, block: &Block) -> bool {
-        let f = fingerprint(block);
+        self.seen_fingerprint(fingerprint(block))
+    }
+
+    /// As [`Self::seen_before`], with the block's fingerprint computed
+    /// already (on any thread: it depends on the block alone).
+    pub fn seen_fingerprint(&mut self, f: u64) -> bool {
         let seen = self.recent[..self.filled].contains(&f);
         self.recent[self.next] = f;
         self.next = (self.next + 1) % REMEMBERED;
@@ -41,7 +46,7 @@ impl RepeatedBlocks {
 /// A fast 64-bit hash of the whole block; not cryptographic, it only needs
 /// to tell different blocks of random data apart. Eight independent lanes
 /// keep the multiplier busy instead of waiting on one chain.
-fn fingerprint(block: &Block) -> u64 {
+pub fn fingerprint(block: &Block) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let (groups, tail) = block.as_chunks::<64>();
     let mut lanes = [0u64; 8];

@@ -119,29 +119,20 @@ impl RepetitionCount {
 
     /// Feeds bytes in order; true if the test fired at least once. After a
     /// failure the count restarts so that each stuck stretch counts once.
-    ///
-    /// Good data has three equal bytes in a row about once in 65,536
-    /// positions, so with a cutoff of 3 or more the bytes after the first
-    /// few are screened a word at a time for such a triple; only a slice
-    /// that has one is walked byte by byte.
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
-        const HEAD: usize = 8;
-        if self.cutoff < 3 || bytes.len() < HEAD + 8 {
+        let screen = RctScreen::of(bytes);
+        self.feed_screened(bytes, screen)
+    }
+
+    /// As [`Self::feed`], with the bytes screened already (on any thread:
+    /// the screen depends on the bytes alone).
+    pub fn feed_screened(&mut self, bytes: &[u8], screen: RctScreen) -> bool {
+        if self.cutoff < 3 || screen != RctScreen::NoTriple {
             return self.feed_bytes(bytes);
         }
         // The head goes byte by byte: it continues the run carried in.
-        let mut failed = self.feed_bytes(&bytes[..HEAD]);
-        let load = |i: usize| u64::from_le_bytes(bytes[i..i + 8].try_into().unwrap());
-        let words_end = HEAD + (bytes.len() - HEAD) / 8 * 8;
-        let mut triples = 0u64;
-        for i in (HEAD..words_end).step_by(8) {
-            let x = load(i);
-            triples |=
-                swar::zero_byte_mask(x ^ load(i - 1)) & swar::zero_byte_mask(x ^ load(i - 2));
-        }
-        if triples != 0 {
-            return failed | self.feed_bytes(&bytes[HEAD..]);
-        }
+        let mut failed = self.feed_bytes(&bytes[..RctScreen::HEAD]);
+        let words_end = RctScreen::words_end(bytes.len());
         // No byte from HEAD on equals the two before it: no run reaches 3,
         // and the run at the end of the words is 1 or 2 long.
         let (a, b) = (bytes[words_end - 2], bytes[words_end - 1]);
@@ -167,6 +158,51 @@ impl RepetitionCount {
             }
         }
         failed
+    }
+}
+
+/// Whether a slice can hold a run of three equal bytes past its first few.
+/// Good data has three equal bytes in a row about once in 65,536 positions,
+/// so with a cutoff of 3 or more the bytes after the first few are screened
+/// a word at a time; only a slice that has such a triple is walked byte by
+/// byte.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RctScreen {
+    /// Too short to screen, or a triple is there: walk every byte.
+    #[default]
+    Walk,
+    /// No byte from the head on equals the two before it.
+    NoTriple,
+}
+
+impl RctScreen {
+    /// Bytes walked one by one: they continue the run carried in.
+    const HEAD: usize = 8;
+
+    fn words_end(len: usize) -> usize {
+        Self::HEAD + (len - Self::HEAD) / 8 * 8
+    }
+
+    pub fn of(bytes: &[u8]) -> Self {
+        if bytes.len() < Self::HEAD + 8 {
+            return Self::Walk;
+        }
+        let load = |i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[i..i + 8]);
+            u64::from_le_bytes(w)
+        };
+        let mut triples = 0u64;
+        for i in (Self::HEAD..Self::words_end(bytes.len())).step_by(8) {
+            let x = load(i);
+            triples |=
+                swar::zero_byte_mask(x ^ load(i - 1)) & swar::zero_byte_mask(x ^ load(i - 2));
+        }
+        if triples == 0 {
+            Self::NoTriple
+        } else {
+            Self::Walk
+        }
     }
 }
 
