@@ -44,13 +44,12 @@ pub fn print(kernel: &KernelPaths, hwrng: &Path, mut out: impl Write) -> std::io
             kernel.rng_quality_path().display()
         )?,
     }
-    for i in [CpuInstruction::RdSeed, CpuInstruction::RdRand] {
-        let s = if i.supported() {
-            "usable"
+    for i in CpuInstruction::ALL {
+        if i.supported() {
+            writeln!(out, "{}: usable", i.name())?;
         } else {
-            "not usable: this CPU does not have the instruction"
-        };
-        writeln!(out, "{}: {s}", i.name())?;
+            writeln!(out, "{}: not usable: {}", i.name(), i.unsupported_reason())?;
+        }
     }
     writeln!(
         out,

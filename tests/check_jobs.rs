@@ -174,6 +174,11 @@ fn feed(input: &mut impl Write, n: u64) {
     }
 }
 
+// Under qemu-user the resident set is the emulator's as well as ours.
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "measures the emulator, not the binary"
+)]
 #[test]
 fn a_million_blocks_are_checked_in_a_small_resident_set() {
     const BLOCKS: u64 = 1_000_000; // 2.5 GB
@@ -192,9 +197,13 @@ fn a_million_blocks_are_checked_in_a_small_resident_set() {
     }
 }
 
+#[cfg_attr(
+    target_arch = "aarch64",
+    ignore = "measures the emulator, not the binary"
+)]
 #[test]
 fn the_kernel_sink_holds_one_copy_of_a_large_batch() {
-    if !require_root() {
+    if !require_kernel_ioctls() {
         return;
     }
     const BATCH: u64 = 50_000_000;

@@ -156,7 +156,7 @@ fn two_sinks_receive_disjoint_tested_bytes() {
 
 #[test]
 fn a_regular_file_is_never_credited() {
-    if !require_root() {
+    if !require_kernel_ioctls() {
         return;
     }
     let dir = temp_dir();

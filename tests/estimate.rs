@@ -126,7 +126,7 @@ fn credited_bits(log: &str) -> Vec<u64> {
 
 #[test]
 fn auto_credit_is_nothing_before_the_first_estimate_and_never_above_it() {
-    if !require_root() || !std::arch::is_x86_feature_detected!("rdrand") {
+    if !require_root() || !random_refresher::source::CpuInstruction::RdRand.supported() {
         return;
     }
     // No window complete within one 2500-byte batch: nothing credited.

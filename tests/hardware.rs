@@ -1,5 +1,6 @@
 //! This machine's real parts: /dev/hwrng (a virtio-rng, root only, about
-//! 10 KB/s, so reads stay small), the kernel's ioctls, RDRAND and RDSEED.
+//! 10 KB/s, so reads stay small), the kernel's ioctls, and the CPU's random
+//! number instructions (RDSEED/RDRAND, or RNDRRS/RNDR under qemu-aarch64).
 
 mod common;
 
@@ -42,7 +43,7 @@ fn hwrng_batch_passes_rngtest() {
 
 #[test]
 fn kernel_sink_credits_and_reseeds_as_root() {
-    if !require_root() {
+    if !require_kernel_ioctls() {
         return;
     }
     let out = run(&[
@@ -97,28 +98,82 @@ fn kernel_sink_without_cap_sys_admin_fails_with_one_clear_line_and_mix_works() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// The CPU's random number instructions this machine has, as the kernel
+/// reports them: cpuinfo flags on x86-64, HWCAP2_RNG on AArch64 (under
+/// qemu-user, from the emulated CPU).
+fn cpu_sources() -> (Vec<&'static str>, Vec<&'static str>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+        let flags: Vec<&str> = cpuinfo.split_whitespace().collect();
+        let has: Vec<_> = ["rdseed", "rdrand"]
+            .into_iter()
+            .filter(|f| flags.contains(f))
+            .collect();
+        (has, vec!["rndrrs", "rndr"])
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        // SAFETY: getauxval only reads this process's auxiliary vector.
+        let rng = unsafe { libc::getauxval(libc::AT_HWCAP2) } & (1 << 16) != 0;
+        let has = if rng { vec!["rndrrs", "rndr"] } else { vec![] };
+        (has, vec!["rdseed", "rdrand"])
+    }
+}
+
 #[test]
-fn rdrand_and_rdseed_sources_deliver_tested_bytes() {
-    for (instr, flag) in [("rdrand", "rdrand"), ("rdseed", "rdseed")] {
-        let supported = std::fs::read_to_string("/proc/cpuinfo")
-            .unwrap()
-            .split_whitespace()
-            .any(|w| w == flag);
-        let out = run(&[
-            "once",
-            "--source",
-            instr,
-            "--sink",
-            "stdout",
-            "--batch-size",
-            "25000",
-        ]);
-        if supported {
-            assert!(out.status.success(), "{instr}: {}", stderr(&out));
-            assert_eq!(out.stdout.len(), 25000);
-        } else {
-            assert_eq!(out.status.code(), Some(2), "{instr}");
-            assert!(stderr(&out).contains("does not have the instruction"));
+fn cpu_sources_deliver_bytes_that_pass_rngtest() {
+    let (has, _) = cpu_sources();
+    let rngtest = tool("RR_RNGTEST_FIXED", "rngtest-fixed");
+    for instr in has {
+        let mut once = bin()
+            .args([
+                "once",
+                "--source",
+                instr,
+                "--sink",
+                "stdout",
+                "--batch-size",
+                "25000",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut once.stdout.take().unwrap(), &mut bytes).unwrap();
+        let status = once.wait().unwrap();
+        assert!(status.success(), "{instr}");
+        assert_eq!(bytes.len(), 25000, "{instr}");
+        let Some(rngtest) = &rngtest else { continue };
+        let dir = temp_dir();
+        // rngtest primes itself with four bytes: give it those and 9 blocks.
+        let file = write(dir.path(), instr, &bytes[..4 + 9 * BLOCK]);
+        let counts = common::rngtest(rngtest, &file, 9);
+        assert_eq!(
+            (counts.successes, counts.failures),
+            (9, 0),
+            "{instr}: {counts:?}"
+        );
+    }
+}
+
+#[test]
+fn a_cpu_source_this_machine_lacks_is_refused_naming_what_it_offers() {
+    let (has, foreign) = cpu_sources();
+    for instr in foreign {
+        let out = run(&["check", "--source", instr, "--blocks", "1"]);
+        assert_eq!(out.status.code(), Some(2), "{instr}");
+        let err = stderr(&out);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("not on this architecture"), "{err}");
+        for offered in &has {
+            assert!(err.contains(offered), "{instr}: {offered} not named: {err}");
         }
+    }
+    let out = run(&["sources"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    for instr in has {
+        assert!(text.contains(&format!("{instr}: usable")), "{text}");
     }
 }

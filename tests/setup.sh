@@ -53,6 +53,9 @@ apt_install systemd dpkg
 # helm, kubernetes-validate, checkov, pytest, the Prometheus Operator models.
 source "$root/tests/chart-setup.sh"
 
+# arm64: Rust targets, cross linker, qemu-user-static, binfmt_misc handler.
+source "$root/tests/arm64-setup.sh"
+
 # Docker, a local builder image and the project's image (RR_IMAGE).
 source "$root/tests/docker-setup.sh"
 

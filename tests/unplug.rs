@@ -53,7 +53,7 @@ fn an_unplugged_hwrng_fails_over_and_is_used_again_when_it_returns() {
         eprintln!("skipped: no virtio-rng device bound to {DRIVER} on this machine");
         return;
     };
-    if !std::arch::is_x86_feature_detected!("rdrand") {
+    if !random_refresher::source::CpuInstruction::RdRand.supported() {
         eprintln!("skipped: no second source (rdrand) to fail over to");
         return;
     }

@@ -1,41 +1,102 @@
-//! RDSEED and RDRAND.
-//!
-//! RDSEED returns conditioned output of the CPU's entropy source and may run
-//! dry under load, so it is retried with a pause. RDRAND returns the output of
-//! a DRBG reseeded from that source: plenty of it, but a DRBG's output, which
-//! is why its default entropy credit is low (see the README).
-
-use std::arch::x86_64::{_rdrand64_step, _rdseed64_step};
+//! Random number instructions of the CPU: RDSEED and RDRAND on x86-64,
+//! RNDRRS and RNDR on AArch64 (FEAT_RNG). Every name parses on every
+//! machine, so a configuration can be shared by a mixed fleet; a source the
+//! CPU lacks fails to open with the list of what this machine offers.
 
 use super::SourceError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CpuInstruction {
-    RdRand,
+    /// x86-64: conditioned output of the CPU's entropy source.
     RdSeed,
+    /// x86-64: a DRBG's output, reseeded from that source.
+    RdRand,
+    /// AArch64: a DRBG's output, reseeded before every read.
+    Rndrrs,
+    /// AArch64: a DRBG's output, reseeded at an implementation-defined rate.
+    Rndr,
 }
 
 impl CpuInstruction {
+    /// Every instruction, best first (the order `sources` lists them in).
+    pub const ALL: [Self; 4] = [Self::RdSeed, Self::RdRand, Self::Rndrrs, Self::Rndr];
+
     pub fn name(self) -> &'static str {
         match self {
-            Self::RdRand => "rdrand",
             Self::RdSeed => "rdseed",
+            Self::RdRand => "rdrand",
+            Self::Rndrrs => "rndrrs",
+            Self::Rndr => "rndr",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|i| i.name() == name)
+    }
+
+    /// The architecture that has the instruction, for messages.
+    pub fn architecture(self) -> &'static str {
+        match self {
+            Self::RdSeed | Self::RdRand => "x86-64",
+            Self::Rndrrs | Self::Rndr => "AArch64 with FEAT_RNG",
         }
     }
 
     pub fn supported(self) -> bool {
         match self {
-            Self::RdRand => std::arch::is_x86_feature_detected!("rdrand"),
+            #[cfg(target_arch = "x86_64")]
             Self::RdSeed => std::arch::is_x86_feature_detected!("rdseed"),
+            #[cfg(target_arch = "x86_64")]
+            Self::RdRand => std::arch::is_x86_feature_detected!("rdrand"),
+            #[cfg(target_arch = "aarch64")]
+            Self::Rndrrs | Self::Rndr => super::rndr::supported(),
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
     }
 
-    /// Attempts per word before giving up: Intel's guidance is 10 for RDRAND;
-    /// RDSEED underflows routinely when several cores ask at once.
-    fn retries(self) -> u32 {
+    /// Why this machine cannot use the instruction, naming what it can.
+    pub fn unsupported_reason(self) -> String {
+        let offered: Vec<&str> = Self::ALL
+            .into_iter()
+            .filter(|i| i.supported())
+            .map(|i| i.name())
+            .collect();
+        let offered = if offered.is_empty() {
+            "a device or file path only".to_string()
+        } else {
+            format!("a device or file path, {}", offered.join(", "))
+        };
+        let why = if self.native() {
+            "this CPU does not have the instruction"
+        } else {
+            "the instruction is not on this architecture"
+        };
+        format!(
+            "{why} (it is {}); this machine offers {offered}",
+            self.architecture()
+        )
+    }
+
+    /// Whether the instruction belongs to the architecture this was built for.
+    fn native(self) -> bool {
         match self {
-            Self::RdRand => 10,
-            Self::RdSeed => 1000,
+            Self::RdSeed | Self::RdRand => cfg!(target_arch = "x86_64"),
+            Self::Rndrrs | Self::Rndr => cfg!(target_arch = "aarch64"),
+        }
+    }
+
+    /// Attempts per word before giving up: Intel's guidance is 10 for
+    /// RDRAND, and RNDR is specified alike; the seed instructions run dry
+    /// routinely when several cores ask at once, so they wait longer.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(dead_code)
+    )]
+    pub(super) fn retries(self) -> u32 {
+        match self {
+            Self::RdRand | Self::Rndr => 10,
+            Self::RdSeed | Self::Rndrrs => 1000,
         }
     }
 }
@@ -48,75 +109,44 @@ pub struct CpuSource {
 impl CpuSource {
     pub fn new(instruction: CpuInstruction) -> Result<Self, SourceError> {
         if !instruction.supported() {
-            return Err(SourceError::Unsupported(instruction.name()));
+            return Err(SourceError::Unsupported {
+                name: instruction.name(),
+                reason: instruction.unsupported_reason(),
+            });
         }
         Ok(Self { instruction })
     }
 
     pub fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), SourceError> {
+        let exhausted = || SourceError::CpuExhausted(self.instruction.name());
         let (words, tail) = dst.as_chunks_mut::<8>();
-        match self.instruction {
-            // SAFETY: `new` checked that the CPU has the instruction.
-            CpuInstruction::RdRand => unsafe { fill_rdrand(words) },
-            // SAFETY: as above.
-            CpuInstruction::RdSeed => unsafe { fill_rdseed(words) },
+        if !self.fill_words(words) {
+            return Err(exhausted());
         }
-        .then_some(())
-        .ok_or(SourceError::CpuExhausted(self.instruction.name()))?;
         if !tail.is_empty() {
             let mut last = [[0u8; 8]];
-            // SAFETY: as above.
-            let ok = unsafe {
-                match self.instruction {
-                    CpuInstruction::RdRand => fill_rdrand(&mut last),
-                    CpuInstruction::RdSeed => fill_rdseed(&mut last),
-                }
-            };
-            if !ok {
-                return Err(SourceError::CpuExhausted(self.instruction.name()));
+            if !self.fill_words(&mut last) {
+                return Err(exhausted());
             }
             tail.copy_from_slice(&last[0][..tail.len()]);
         }
         Ok(())
     }
-}
 
-/// Fills every word; false if one could not be had within the retries.
-#[target_feature(enable = "rdrand")]
-fn fill_rdrand(words: &mut [[u8; 8]]) -> bool {
-    let retries = CpuInstruction::RdRand.retries();
-    for w in words {
-        let mut v = 0u64;
-        // Safe to call here: this function is compiled for RDRAND, and its
-        // callers checked that the CPU has it.
-        let mut ok = _rdrand64_step(&mut v) == 1;
-        let mut tries = 1;
-        while !ok && tries < retries {
-            ok = _rdrand64_step(&mut v) == 1;
-            tries += 1;
+    /// Fills every word; false if one could not be had within the retries.
+    #[cfg_attr(
+        not(any(target_arch = "x86_64", target_arch = "aarch64")),
+        allow(unused_variables)
+    )]
+    fn fill_words(&self, words: &mut [[u8; 8]]) -> bool {
+        match self.instruction {
+            #[cfg(target_arch = "x86_64")]
+            i @ (CpuInstruction::RdSeed | CpuInstruction::RdRand) => super::rdrand::fill(i, words),
+            #[cfg(target_arch = "aarch64")]
+            i @ (CpuInstruction::Rndrrs | CpuInstruction::Rndr) => super::rndr::fill(i, words),
+            // `new` let no other instruction through.
+            #[allow(unreachable_patterns)]
+            _ => false,
         }
-        if !ok {
-            return false;
-        }
-        *w = v.to_le_bytes();
     }
-    true
-}
-
-#[target_feature(enable = "rdseed")]
-fn fill_rdseed(words: &mut [[u8; 8]]) -> bool {
-    let retries = CpuInstruction::RdSeed.retries();
-    for w in words {
-        let mut v = 0u64;
-        let mut tries = 0;
-        while _rdseed64_step(&mut v) != 1 {
-            tries += 1;
-            if tries >= retries {
-                return false;
-            }
-            std::hint::spin_loop();
-        }
-        *w = v.to_le_bytes();
-    }
-    true
 }

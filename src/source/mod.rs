@@ -9,6 +9,10 @@
 mod cpu;
 mod path;
 mod pool;
+#[cfg(target_arch = "x86_64")]
+mod rdrand;
+#[cfg(target_arch = "aarch64")]
+mod rndr;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -41,11 +45,14 @@ impl FromStr for SourceSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(instruction) = CpuInstruction::from_name(s) {
+            return Ok(Self::Cpu(instruction));
+        }
         match s {
-            "rdseed" => Ok(Self::Cpu(CpuInstruction::RdSeed)),
-            "rdrand" => Ok(Self::Cpu(CpuInstruction::RdRand)),
             "-" => Ok(Self::Stdin),
-            "" => Err("expected a path (/dev/hwrng), `-`, `rdseed` or `rdrand`".into()),
+            "" => Err(
+                "expected a path (/dev/hwrng), `-`, `rdseed`, `rdrand`, `rndrrs` or `rndr`".into(),
+            ),
             // Any other word is a path: a file named like a keyword is
             // reached as ./rdrand.
             p => Ok(Self::Path(p.into())),
@@ -91,8 +98,8 @@ pub enum SourceError {
     Timeout { name: String, timeout: Duration },
     #[error("{name}: stopped by shutdown")]
     Stopped { name: String },
-    #[error("{0}: this CPU does not have the instruction")]
-    Unsupported(&'static str),
+    #[error("{name}: {reason}")]
+    Unsupported { name: &'static str, reason: String },
     #[error("{0}: the instruction kept returning no data")]
     CpuExhausted(&'static str),
 }
@@ -124,7 +131,7 @@ impl SourceError {
             Self::Io { .. } => ErrorKind::Io,
             Self::Timeout { .. } => ErrorKind::Timeout,
             Self::Stopped { .. } => ErrorKind::Stopped,
-            Self::Unsupported(_) => ErrorKind::Unsupported,
+            Self::Unsupported { .. } => ErrorKind::Unsupported,
             Self::CpuExhausted(_) => ErrorKind::CpuExhausted,
         }
     }

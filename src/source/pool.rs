@@ -27,6 +27,14 @@ use crate::telemetry::{LoopStatus, names};
 /// one fresh seed: 256 bits per 8192 bytes is 1/32 bit per byte.
 pub const RDRAND_ENTROPY_PER_BYTE: f64 = 1.0 / 32.0;
 
+/// Default credit for RNDR output: the architecture lets the DRBG behind it
+/// reseed "at an implementation-defined rate" and no bound is published for
+/// the CPUs that have it, so no amount of output is known to span a fresh
+/// seed. Its bytes are mixed in uncredited unless the operator, from the
+/// vendor's documentation, says otherwise. (RNDRRS reseeds before every
+/// read: credited 8 bits per byte, like RDSEED.)
+pub const RNDR_ENTROPY_PER_BYTE: f64 = 0.0;
+
 /// Passing blocks in a row a retried source must give, after its start-up
 /// test, to be trusted again. Fixed, not a batch: with a large batch a
 /// source would otherwise have to pass millions of blocks without the one
@@ -376,6 +384,7 @@ impl SourcePool {
         } = options;
         let kind_claim = |spec: &SourceSpec| match spec {
             SourceSpec::Cpu(CpuInstruction::RdRand) => RDRAND_ENTROPY_PER_BYTE,
+            SourceSpec::Cpu(CpuInstruction::Rndr) => RNDR_ENTROPY_PER_BYTE,
             _ => 8.0,
         };
         let mut slots: Vec<Slot> = specs

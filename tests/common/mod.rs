@@ -362,6 +362,18 @@ pub fn require_root() -> bool {
     false
 }
 
+/// Tests that reach the kernel's random ioctls need root, and a kernel
+/// that sees them: qemu-user (the aarch64 run, which sets QEMU_CPU) passes
+/// on only the ioctls it knows, and RNDADDENTROPY is not one of them (the
+/// binary gets ENOSYS). Those tests run in the native build only.
+pub fn require_kernel_ioctls() -> bool {
+    if cfg!(target_arch = "aarch64") && std::env::var_os("QEMU_CPU").is_some() {
+        eprintln!("skipped: qemu-user does not pass RNDADDENTROPY to the kernel");
+        return false;
+    }
+    require_root()
+}
+
 /// A free loopback port (bound and released; good enough on a test machine).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -175,6 +175,7 @@ pub(super) fn nibble_counts_table(block: &Block, _: &Words) -> [u32; 16] {
 /// counts are the block's Walsh-Hadamard transform, W(m) = N - 2 odd[m],
 /// and the inverse transform gives the 16 counts exactly. Padding bits are
 /// zero nibbles with every parity even, so they count nowhere.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(super) fn nibble_counts_parity(_: &Block, words: &Words) -> [u32; 16] {
     const LOW_BITS: u64 = 0x1111_1111_1111_1111;
@@ -197,6 +198,10 @@ pub(super) fn nibble_counts_parity(_: &Block, words: &Words) -> [u32; 16] {
 
 /// The inverse Walsh-Hadamard transform of the parity counts of the block's
 /// 5,000 nibbles.
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 pub(super) fn from_parity_counts(odd: &[u32; 16]) -> [u32; 16] {
     const NIBBLES: i64 = (BLOCK_BITS / 4) as i64;
     let walsh = |m: usize| {
