@@ -1,13 +1,19 @@
-# random-refresher: one static binary in an otherwise empty image.
+# random-refresher: one static binary in an otherwise empty image, for
+# linux/amd64 and linux/arm64.
 #
-#   docker build -t random-refresher .
+#   DOCKER_BUILDKIT=1 docker build --platform linux/arm64 -t random-refresher .
 #   docker run --rm --device /dev/hwrng random-refresher once --source /dev/hwrng --sink stdout | rngtest -c 1
 #
-# BUILDER_IMAGE is any image with a Rust toolchain (cargo, rustc for
-# x86_64-unknown-linux-gnu) and a C linker with glibc's static libraries.
+# The binary is cross-compiled on the build machine's own platform
+# (BUILDPLATFORM); only the final, empty stage is of the target platform.
+# BUILDER_IMAGE is any image with a Rust toolchain holding the
+# x86_64-unknown-linux-gnu and aarch64-unknown-linux-gnu targets, a C linker
+# with glibc's static libraries, and for arm64 the aarch64-linux-gnu-gcc
+# cross linker with the same (Debian: gcc-aarch64-linux-gnu,
+# libc6-dev-arm64-cross). The README shows one made from rust:1-bookworm.
 ARG BUILDER_IMAGE=rust:1-bookworm
 
-FROM ${BUILDER_IMAGE} AS build
+FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 # Dependencies first, in a layer of their own: sources change far more often.
 COPY Cargo.toml Cargo.lock ./
@@ -20,8 +26,15 @@ RUN mkdir -p src benches \
 # getrandom(2) system call instead of opening /dev/urandom.
 ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
 COPY src ./src
-RUN cargo build --release --locked --offline --target x86_64-unknown-linux-gnu --bin random-refresher \
-    && cp target/x86_64-unknown-linux-gnu/release/random-refresher /random-refresher
+ARG TARGETARCH
+ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+RUN case "$TARGETARCH" in \
+        amd64) target=x86_64-unknown-linux-gnu ;; \
+        arm64) target=aarch64-unknown-linux-gnu ;; \
+        *) echo "TARGETARCH '$TARGETARCH': only amd64 and arm64 are built" >&2; exit 1 ;; \
+    esac \
+    && cargo build --release --locked --offline --target "$target" --bin random-refresher \
+    && cp "target/$target/release/random-refresher" /random-refresher
 
 FROM scratch
 ARG VERSION=0.1.0

@@ -22,7 +22,8 @@ if ! docker info >/dev/null 2>&1; then
     docker info >/dev/null 2>&1 || { tail -20 "$root/target/dockerd.log" >&2; echo "setup: dockerd did not start" >&2; exit 1; }
 fi
 
-builder=random-refresher-builder:local
+# The tag names what the image must hold: an older one lacks the arm64 parts.
+builder=random-refresher-builder:local-amd64-arm64
 if ! docker image inspect "$builder" >/dev/null 2>&1; then
     echo "setup: a local builder image from this machine's Rust toolchain (docker import)"
     sysroot=$(rustc --print sysroot)
@@ -34,6 +35,7 @@ if ! docker image inspect "$builder" >/dev/null 2>&1; then
         --exclude=etc/docker --exclude=etc/shadow --exclude=etc/shadow- --exclude=etc/gshadow \
         --exclude=etc/gshadow- --exclude=etc/ssh --exclude=etc/ssl/private --exclude=etc/sudoers.d \
         usr/bin usr/sbin usr/lib usr/lib64 usr/include usr/libexec usr/share/ca-certificates \
+        usr/aarch64-linux-gnu \
         bin sbin lib lib64 etc \
         --transform "s,^${sysroot#/},opt/rust," --exclude="${sysroot#/}/share" "${sysroot#/}" 2>/dev/null \
         | docker import \
@@ -42,7 +44,12 @@ if ! docker image inspect "$builder" >/dev/null 2>&1; then
             - "$builder" >/dev/null
 fi
 
+# Builds go through Debian's docker.io client: it drives the engine's
+# built-in BuildKit (needed for --platform and BUILDPLATFORM), where newer
+# clients insist on the buildx plugin, which no registry here carries.
+export RR_DOCKER_BUILD=/usr/bin/docker
 export RR_IMAGE=random-refresher:test
 echo "setup: docker build $RR_IMAGE"
-docker build -q --build-arg BUILDER_IMAGE="$builder" -t "$RR_IMAGE" "$root" >"$root/target/docker-build.log" 2>&1 \
+DOCKER_BUILDKIT=1 "$RR_DOCKER_BUILD" build -q --platform linux/amd64 --build-arg BUILDER_IMAGE="$builder" -t "$RR_IMAGE" "$root" >"$root/target/docker-build.log" 2>&1 \
     || { cat "$root/target/docker-build.log" >&2; echo "setup: docker build failed" >&2; exit 1; }
+export RR_BUILDER_IMAGE="$builder"

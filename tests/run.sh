@@ -33,6 +33,8 @@ echo "aarch64: static binary built; unit, property and integration tests passed 
 # New architectures get the portable path: one with no code of its own.
 cargo check --locked --quiet --target riscv64gc-unknown-linux-gnu
 echo "riscv64gc: cargo check passed (portable build)"
+# One tag for linux/amd64 and linux/arm64 in a local registry, checked.
+bash tests/multiarch.sh
 # Short fuzz runs of the health tests, the spec parsers and the HTTP request
 # handling (longer runs: see the README).
 (cd fuzz && for target in health specs http cli; do
