@@ -45,6 +45,19 @@ fn health(c: &mut Criterion) {
                 .count()
         })
     });
+    // Every build of the word loop this CPU runs, the portable one last:
+    // under qemu-aarch64 this compares NEON with portable.
+    for tester in FipsTester::all_levels(ContinuousRun::default()) {
+        g.bench_function(format!("fips140_2_{}", tester.level_name()), |b| {
+            let mut t = tester;
+            b.iter(|| {
+                blocks
+                    .iter()
+                    .filter(|blk| t.test_block(black_box(blk)).passed())
+                    .count()
+            })
+        });
+    }
     g.bench_function("sp800_90b_rct_apt", |b| {
         let mut rct = RepetitionCount::new(cutoffs.rct);
         let mut apt = AdaptiveProportion::new(cutoffs.apt);
@@ -136,7 +149,7 @@ fn sources(c: &mut Criterion) {
         })
     });
 
-    for instr in [CpuInstruction::RdRand, CpuInstruction::RdSeed] {
+    for instr in CpuInstruction::ALL {
         if !instr.supported() {
             eprintln!("{}: not on this CPU, skipped", instr.name());
             continue;
@@ -145,6 +158,7 @@ fn sources(c: &mut Criterion) {
             let mut s = Source::open(&SourceSpec::Cpu(instr), &limits(), None).unwrap();
             b.iter(|| s.fill(&mut buf, &mut 0).unwrap())
         });
+        #[cfg(target_arch = "x86_64")]
         g.bench_function(format!("{}_raw_instruction", instr.name()), |b| {
             b.iter(|| raw_instruction(instr, &mut buf))
         });
@@ -153,6 +167,7 @@ fn sources(c: &mut Criterion) {
 }
 
 /// The instruction alone, in the plainest loop: the ceiling a source can reach.
+#[cfg(target_arch = "x86_64")]
 fn raw_instruction(instr: CpuInstruction, buf: &mut [u8]) {
     let (words, _) = buf.as_chunks_mut::<8>();
     // SAFETY: the caller checked that the CPU has the instruction.
@@ -160,10 +175,12 @@ fn raw_instruction(instr: CpuInstruction, buf: &mut [u8]) {
         match instr {
             CpuInstruction::RdRand => raw_rdrand(words),
             CpuInstruction::RdSeed => raw_rdseed(words),
+            CpuInstruction::Rndr | CpuInstruction::Rndrrs => {}
         }
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "rdrand")]
 fn raw_rdrand(words: &mut [[u8; 8]]) {
     for w in words {
@@ -173,6 +190,7 @@ fn raw_rdrand(words: &mut [[u8; 8]]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "rdseed")]
 fn raw_rdseed(words: &mut [[u8; 8]]) {
     for w in words {

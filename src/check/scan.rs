@@ -1,13 +1,13 @@
 //! The check's pipeline: one thread reads the source into a few large
 //! buffers (so reading overlaps testing), `jobs` threads scan each chunk's
-//! blocks (the per-block tests, the bulk of the work), and one of them
-//! meanwhile takes the chunk before in stream order through the tests that
-//! look across blocks. Scans are pure functions of a block, so the counts
-//! are those of a single thread whatever `jobs` is.
+//! blocks (the per-block tests, the bulk of the work), and the calling one
+//! first takes the chunk before through the tests that look across blocks,
+//! in stream order. Scans are pure functions of a block, so the counts are
+//! those of a single thread whatever `jobs` is.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, channel, sync_channel};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use super::{Plan, Stream};
 use crate::health::{BLOCK_BYTES, Block, BlockScan, Scanner};
@@ -60,6 +60,7 @@ pub(super) fn run(
         let stop = &*limits.stop;
         let blocks = plan.blocks;
         s.spawn(move || read_chunks(source, blocks, stop, empty_rx, full_tx));
+        let mut crew = Crew::start(s, scanner, jobs - 1);
 
         let mut outcome = Outcome {
             bytes: 0,
@@ -68,22 +69,152 @@ pub(super) fn run(
         let mut pending: Option<(Chunk, Vec<BlockScan>)> = None;
         while let Ok(chunk) = full_rx.recv() {
             outcome.bytes += chunk.got as u64;
-            let mut scans = vec![BlockScan::default(); chunk.blocks().len()];
-            let before = pending.as_ref().map(|(c, s)| (c.blocks(), s.as_slice()));
-            scan_while_finishing(&scanner, (chunk.blocks(), &mut scans), before, stream, jobs);
-            if let Some((done, _)) = pending.take() {
-                let _ = empty_tx.send(done.buf);
-            }
             if chunk.ended.is_some() {
                 outcome.ended.clone_from(&chunk.ended);
             }
-            pending = Some((chunk, scans));
+            let (chunk, scans) = crew.scan_while_finishing(chunk, pending.take(), stream);
+            if let Some(done) = scans.1 {
+                let _ = empty_tx.send(done);
+            }
+            pending = Some((chunk, scans.0));
         }
         if let Some((chunk, scans)) = pending {
             stream.finish(chunk.blocks(), &scans);
         }
         outcome
     })
+}
+
+/// One chunk handed to the scanning threads: they claim its pieces in
+/// turn, so a thread that starts late just takes fewer.
+struct Round {
+    chunk: Chunk,
+    next_piece: AtomicUsize,
+}
+
+impl Round {
+    fn pieces(&self) -> usize {
+        self.chunk.blocks().len().div_ceil(PIECE_BLOCKS)
+    }
+
+    /// Claims and scans pieces until none is left; each result goes to
+    /// `done`. False if the receiver is gone.
+    fn scan_pieces(
+        &self,
+        scanner: &Scanner,
+        mut done: impl FnMut(usize, Vec<BlockScan>) -> bool,
+    ) -> bool {
+        let blocks = self.chunk.blocks();
+        loop {
+            let piece = self.next_piece.fetch_add(1, Ordering::Relaxed);
+            if piece >= self.pieces() {
+                return true;
+            }
+            let from = piece * PIECE_BLOCKS;
+            let piece_blocks = &blocks[from..(from + PIECE_BLOCKS).min(blocks.len())];
+            let mut scans = vec![BlockScan::default(); piece_blocks.len()];
+            scanner.scan_all(piece_blocks, &mut scans);
+            if !done(piece, scans) {
+                return false;
+            }
+        }
+    }
+}
+
+enum Report {
+    Piece(usize, Vec<BlockScan>),
+    /// The thread is done with the round and holds no reference to it.
+    Idle,
+}
+
+/// The scanning threads besides the calling one, started once and fed a
+/// round per chunk (starting threads per chunk costs more than a chunk's
+/// scan on a busy machine).
+struct Crew {
+    rounds: Vec<Sender<Arc<Round>>>,
+    reports: Receiver<Report>,
+    scanner: Scanner,
+}
+
+impl Crew {
+    fn start<'scope>(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        scanner: Scanner,
+        helpers: usize,
+    ) -> Self {
+        let (report_tx, reports) = channel();
+        let rounds = (0..helpers)
+            .map(|_| {
+                let (tx, rx) = channel::<Arc<Round>>();
+                let report = report_tx.clone();
+                s.spawn(move || {
+                    while let Ok(round) = rx.recv() {
+                        let sent = round.scan_pieces(&scanner, |p, scans| {
+                            report.send(Report::Piece(p, scans)).is_ok()
+                        });
+                        drop(round);
+                        if !sent || report.send(Report::Idle).is_err() {
+                            return;
+                        }
+                    }
+                });
+                tx
+            })
+            .collect();
+        Self {
+            rounds,
+            reports,
+            scanner,
+        }
+    }
+
+    /// Scans `next` on every thread while this one first finishes `before`
+    /// (the previous chunk and its scans) in stream order. Gives back the
+    /// chunk with its scans, and the finished chunk's buffer for reuse.
+    fn scan_while_finishing(
+        &mut self,
+        next: Chunk,
+        before: Option<(Chunk, Vec<BlockScan>)>,
+        stream: &mut Stream,
+    ) -> (Chunk, (Vec<BlockScan>, Option<Vec<u8>>)) {
+        let round = Arc::new(Round {
+            chunk: next,
+            next_piece: AtomicUsize::new(0),
+        });
+        let helpers = self
+            .rounds
+            .iter()
+            .filter(|tx| tx.send(Arc::clone(&round)).is_ok())
+            .count();
+        let freed = before.map(|(chunk, scans)| {
+            stream.finish(chunk.blocks(), &scans);
+            chunk.buf
+        });
+        let mut pieces: Vec<Option<Vec<BlockScan>>> = vec![None; round.pieces()];
+        round.scan_pieces(&self.scanner, |p, scans| {
+            pieces[p] = Some(scans);
+            true
+        });
+        let mut idle = 0;
+        while idle < helpers {
+            match self.reports.recv() {
+                Ok(Report::Piece(p, scans)) => pieces[p] = Some(scans),
+                Ok(Report::Idle) => idle += 1,
+                Err(_) => break,
+            }
+        }
+        let scans = pieces.into_iter().flatten().flatten().collect();
+        let chunk = match Arc::try_unwrap(round) {
+            Ok(round) => round.chunk,
+            // Only if a helper died mid-round: keep a copy and go on.
+            Err(shared) => Chunk {
+                buf: shared.chunk.buf.clone(),
+                got: shared.chunk.got,
+                ended: shared.chunk.ended.clone(),
+            },
+        };
+        (chunk, (scans, freed))
+    }
 }
 
 /// The reading thread: fills the buffers it is given, in stream order,
@@ -120,47 +251,4 @@ fn read_chunks(
             return;
         }
     }
-}
-
-/// Scans `next` on `jobs` threads while one of them first finishes
-/// `before` (the previous chunk and its scans) in stream order.
-fn scan_while_finishing(
-    scanner: &Scanner,
-    next: (&[Block], &mut [BlockScan]),
-    before: Option<(&[Block], &[BlockScan])>,
-    stream: &mut Stream,
-    jobs: usize,
-) {
-    let pieces: Vec<_> = next
-        .0
-        .chunks(PIECE_BLOCKS)
-        .zip(next.1.chunks_mut(PIECE_BLOCKS))
-        .collect();
-    let pieces = Mutex::new(pieces);
-    let work = || {
-        loop {
-            let piece = pieces.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            let Some((blocks, scans)) = piece else { break };
-            for (block, scan) in blocks.iter().zip(scans) {
-                *scan = scanner.scan(block);
-            }
-        }
-    };
-    let finish = |stream: &mut Stream| {
-        if let Some((blocks, scans)) = before {
-            stream.finish(blocks, scans);
-        }
-    };
-    if jobs == 1 {
-        finish(stream);
-        work();
-        return;
-    }
-    std::thread::scope(|s| {
-        for _ in 1..jobs {
-            s.spawn(work);
-        }
-        finish(stream);
-        work();
-    });
 }

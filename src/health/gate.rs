@@ -39,11 +39,24 @@ pub struct Scanner {
 
 impl Scanner {
     pub fn scan(&self, block: &Block) -> BlockScan {
-        BlockScan {
+        self.fips.with_features(|| BlockScan {
             stats: self.fips.stats(block),
             fingerprint: repeat::fingerprint(block),
             rct: RctScreen::of(block),
-        }
+        })
+    }
+
+    /// Scans every block into `scans`, one feature switch for all of them.
+    pub fn scan_all(&self, blocks: &[Block], scans: &mut [BlockScan]) {
+        self.fips.with_features(|| {
+            for (block, scan) in blocks.iter().zip(scans) {
+                *scan = BlockScan {
+                    stats: self.fips.stats(block),
+                    fingerprint: repeat::fingerprint(block),
+                    rct: RctScreen::of(block),
+                };
+            }
+        })
     }
 }
 
@@ -82,6 +95,12 @@ impl StreamTests {
     /// The block's verdict from its scan, in stream order: the tests that
     /// look across blocks see it here.
     pub fn finish(&mut self, block: &Block, scan: &BlockScan) -> BlockVerdict {
+        let fips = self.fips;
+        fips.with_features(|| self.finish_inner(block, scan))
+    }
+
+    #[inline(always)]
+    fn finish_inner(&mut self, block: &Block, scan: &BlockScan) -> BlockVerdict {
         let mut v = BlockVerdict::default();
         self.fips.finish(block, &scan.stats).record(&mut v);
         v.set(Test::Rct, self.rct.feed_screened(block, scan.rct));

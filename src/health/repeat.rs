@@ -46,6 +46,7 @@ impl RepeatedBlocks {
 /// A fast 64-bit hash of the whole block; not cryptographic, it only needs
 /// to tell different blocks of random data apart. Eight independent lanes
 /// keep the multiplier busy instead of waiting on one chain.
+#[inline(always)]
 pub fn fingerprint(block: &Block) -> u64 {
     const K: u64 = 0x9E37_79B9_7F4A_7C15;
     let (groups, tail) = block.as_chunks::<64>();

@@ -183,20 +183,23 @@ impl RctScreen {
         Self::HEAD + (len - Self::HEAD) / 8 * 8
     }
 
+    #[inline(always)]
     pub fn of(bytes: &[u8]) -> Self {
         if bytes.len() < Self::HEAD + 8 {
             return Self::Walk;
         }
-        let load = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&bytes[i..i + 8]);
-            u64::from_le_bytes(w)
-        };
-        let mut triples = 0u64;
-        for i in (Self::HEAD..Self::words_end(bytes.len())).step_by(8) {
-            let x = load(i);
-            triples |=
-                swar::zero_byte_mask(x ^ load(i - 1)) & swar::zero_byte_mask(x ^ load(i - 2));
+        // Each byte against the one and the two before it, as three shifted
+        // views of the slice: a plain loop the compiler turns into vector
+        // compares at whatever width the CPU has.
+        let end = Self::words_end(bytes.len());
+        let (at, one_back, two_back) = (
+            &bytes[Self::HEAD..end],
+            &bytes[Self::HEAD - 1..end - 1],
+            &bytes[Self::HEAD - 2..end - 2],
+        );
+        let mut triples = 0u8;
+        for ((a, b), c) in at.iter().zip(one_back).zip(two_back) {
+            triples |= u8::from(a == b) & u8::from(a == c);
         }
         if triples == 0 {
             Self::NoTriple
@@ -230,6 +233,7 @@ impl AdaptiveProportion {
     ///
     /// The rest of a window is counted a word at a time; only a window that
     /// reaches the cutoff is walked byte by byte, to end it where it failed.
+    #[inline(always)]
     pub fn feed(&mut self, bytes: &[u8]) -> bool {
         let mut failed = false;
         let mut rest = bytes;

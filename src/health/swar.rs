@@ -8,17 +8,21 @@ pub fn zero_byte_mask(x: u64) -> u64 {
     !(((x & LOW7) + LOW7) | x | LOW7)
 }
 
-/// How many bytes of `bytes` equal `value`.
-#[inline]
+/// How many bytes of `bytes` equal `value`: byte-wide counts over runs of
+/// 255 bytes (they cannot overflow), a loop the compiler turns into vector
+/// compares and subtracts at whatever width the CPU has.
+#[inline(always)]
 pub fn count_equal(bytes: &[u8], value: u8) -> u32 {
-    let spread = u64::from_ne_bytes([value; 8]);
-    let (words, tail) = bytes.as_chunks::<8>();
-    let mut n: u32 = words
-        .iter()
-        .map(|w| zero_byte_mask(u64::from_ne_bytes(*w) ^ spread).count_ones())
-        .sum();
-    n += tail.iter().filter(|&&b| b == value).count() as u32;
-    n
+    bytes
+        .chunks(255)
+        .map(|run| {
+            let mut n = 0u8;
+            for &b in run {
+                n += u8::from(b == value);
+            }
+            u32::from(n)
+        })
+        .sum()
 }
 
 #[cfg(test)]

@@ -28,6 +28,12 @@ impl Level {
         }
     }
 
+    /// NEON is always there: nothing to enable.
+    #[inline(always)]
+    pub(super) fn with_features<R>(self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+
     pub(super) fn stats(self, block: &Block) -> BlockStats {
         match self {
             Self::Neon => words::stats_words(block, nibble_counts_neon),

@@ -214,6 +214,13 @@ impl FipsTester {
         self.level.stats(block)
     }
 
+    /// Runs `f` compiled with the CPU features this tester's build uses, so
+    /// that the other tests' loops are vectorised as widely as its own.
+    #[inline(always)]
+    pub fn with_features<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.level.with_features(f)
+    }
+
     /// The verdict from a block's counts, in stream order: this is where
     /// the continuous run test sees the block.
     pub fn finish(&mut self, block: &Block, stats: &BlockStats) -> FipsVerdict {

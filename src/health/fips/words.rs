@@ -247,6 +247,11 @@ impl PortableOnly {
     pub(super) fn stats(self, block: &Block) -> BlockStats {
         stats_words(block, nibble_counts_table)
     }
+
+    #[inline(always)]
+    pub(super) fn with_features<R>(self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
 }
 
 #[cfg(test)]

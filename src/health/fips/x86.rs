@@ -24,6 +24,8 @@ impl Level {
             && has!("avx512vpopcntdq")
             && has!("avx512bw")
             && has!("avx512vl")
+            && has!("avx512dq")
+            && has!("bmi2")
             && has!("popcnt")
         {
             Self::Avx512
@@ -60,6 +62,38 @@ impl Level {
             Self::Portable => words::stats_words(block, words::nibble_counts_table),
         }
     }
+}
+
+impl Level {
+    /// Runs `f` compiled with this level's features, so that what it
+    /// inlines (byte screens, hashes, counts) is vectorised as widely as the
+    /// word loop is.
+    #[inline(always)]
+    pub(super) fn with_features<R>(self, f: impl FnOnce() -> R) -> R {
+        // SAFETY (each arm): `detect` saw the CPU support every feature the
+        // called function is compiled for.
+        match self {
+            Self::Avx512 => unsafe { with_avx512(f) },
+            Self::Avx2 => unsafe { with_avx2(f) },
+            Self::Popcnt => unsafe { with_popcnt(f) },
+            Self::Portable => f(),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vl,avx512dq,avx2,bmi2,popcnt")]
+fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[target_feature(enable = "avx2,popcnt")]
+fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+    f()
+}
+
+#[target_feature(enable = "popcnt")]
+fn with_popcnt<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 #[target_feature(enable = "avx512f,avx512vpopcntdq,avx512bw,avx512vl,avx2,popcnt")]
