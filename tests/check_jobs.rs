@@ -9,8 +9,9 @@ use std::process::{Command, Stdio};
 
 use common::*;
 
-/// Blocks per chunk and job in `check` (src/check/scan.rs): the edges
-/// between threads' work fall on multiples of this for every N.
+/// Blocks per piece and per chunk and job in `check` (src/check/scan.rs:
+/// 100 and 400): the edges between threads' work fall on multiples of
+/// 100 for every N.
 const CHUNK: usize = 400;
 const BLOCKS: usize = 4 * CHUNK * 3 + 7;
 
@@ -71,6 +72,36 @@ fn every_job_count_gives_the_single_thread_report() {
     assert_eq!(one["blocks"], BLOCKS as u64);
     for jobs in 2..=4 {
         assert_eq!(report(&file, jobs), one, "--jobs {jobs} vs --jobs 1");
+    }
+}
+
+#[test]
+fn a_stream_and_a_file_give_the_same_report_for_every_job_count() {
+    // Standard input goes through the reading thread; a file is read by
+    // the testing threads themselves.
+    let dir = temp_dir();
+    let data = edgy_stream();
+    let file = write(dir.path(), "edgy", &data);
+    let want = report(&file, 1);
+    for jobs in [1, 3] {
+        let mut child = bin()
+            .args(["check", "--source", "-", "--blocks", &BLOCKS.to_string()])
+            .args(["--format", "json", "--jobs", &jobs.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let bytes = data.clone();
+        let feeder = std::thread::spawn(move || input.write_all(&bytes));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr(&out)));
+        v.as_object_mut().unwrap().remove("seconds");
+        v["source"] = want["source"].clone();
+        assert_eq!(v, want, "stdin, --jobs {jobs}");
     }
 }
 
@@ -188,7 +219,8 @@ fn a_million_blocks_are_checked_in_a_small_resident_set() {
             .args(["--jobs", &jobs.to_string(), "--format", "json"]);
         let (code, kib) = peak_rss(&mut cmd, 4 + BLOCKS * BLOCK as u64);
         assert!(code.is_some(), "check was killed");
-        // 16 MiB, plus 1 MB per job in each of the three chunk buffers.
+        // 16 MiB, plus 1 MB per job in each of the three buffers of a
+        // stream's reading thread.
         let bound = 16 * 1024 + jobs * 3 * 1000;
         assert!(
             kib <= bound,

@@ -126,7 +126,14 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
             plan.cutoffs,
             ContinuousRun::primed(u32::from_le_bytes(prime)),
         );
-        let read = scan::run(source, plan, limits, &mut stream);
+        let read = match regular_file(spec) {
+            // Positioned reads from every thread, after the priming bytes.
+            Some((file, path)) => {
+                drop(source);
+                scan::run_file(&file, path, 4, (plan, limits), &mut stream)
+            }
+            None => scan::run(source, plan, limits, &mut stream),
+        };
         bytes_read += read.bytes;
         ended = read.ended;
     }
@@ -142,8 +149,21 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
     })
 }
 
+/// The file behind `spec` when it is a regular file, opened for positioned
+/// reads.
+fn regular_file(spec: &SourceSpec) -> Option<(std::fs::File, &std::path::Path)> {
+    let SourceSpec::Path(path) = spec else {
+        return None;
+    };
+    let file = std::fs::File::open(path).ok()?;
+    file.metadata()
+        .ok()?
+        .is_file()
+        .then_some((file, path.as_path()))
+}
+
 /// Everything that sees the blocks in stream order.
-struct Stream {
+pub(crate) struct Stream {
     tests: StreamTests,
     counts: TestCounts,
     estimator: Estimator,

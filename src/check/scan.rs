@@ -1,26 +1,36 @@
-//! The check's pipeline: one thread reads the source into a few large
-//! buffers (so reading overlaps testing), `jobs` threads scan each chunk's
-//! blocks (the per-block tests, the bulk of the work), and the calling one
-//! first takes the chunk before through the tests that look across blocks,
-//! in stream order. Scans are pure functions of a block, so the counts are
-//! those of a single thread whatever `jobs` is.
+//! The check's pipeline. `jobs` threads take pieces of the stream in turn:
+//! a thread scans its piece (the per-block tests, the bulk of the work, in
+//! parallel), then waits for the pieces before it to be finished and
+//! finishes its own, so the tests that look across blocks see every block
+//! in stream order while the piece is still in the cache of the core that
+//! scanned it. Scans are pure functions of a block, so the counts are those
+//! of a single thread whatever `jobs` is.
+//!
+//! A regular file is read by the testing threads themselves, each its own
+//! pieces with positioned reads. Any other source (a device, a FIFO,
+//! standard input) is read in order by one more thread into a few large
+//! buffers, so that reading overlaps testing.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
 
 use super::{Plan, Stream};
 use crate::health::{BLOCK_BYTES, Block, BlockScan, Scanner};
-use crate::source::{ReadLimits, Source};
+use crate::source::{ReadLimits, Source, SourceError};
 
 /// Blocks read per job and chunk (1 MB): big reads, few thread hand-overs,
 /// and a resident set of a few chunks whatever the input's size.
 const BLOCKS_PER_JOB: usize = 400;
-/// Chunks in memory at once: one being read, one being scanned, one being
-/// finished in order.
+/// Chunks in memory at once: one being read, one being tested, one ready.
 const BUFFERS: usize = 3;
-/// Blocks a scanning thread takes at a time.
-const PIECE_BLOCKS: usize = 50;
+/// Blocks a thread takes at a time (62.5 KB: stays in its core's cache
+/// between the scan and the finish).
+const PIECE_BLOCKS: usize = 100;
 
 /// What reading the stream came to.
 pub(super) struct Outcome {
@@ -50,7 +60,16 @@ pub(super) fn run(
 ) -> Outcome {
     let jobs = plan.jobs.max(1);
     let chunk_bytes = jobs * BLOCKS_PER_JOB * BLOCK_BYTES;
-    let scanner = stream.tests.scanner();
+    let turn = Turn {
+        state: Mutex::new(InTurn {
+            stream,
+            finished: 0,
+            bytes: 0,
+            ended: None,
+        }),
+        changed: Condvar::new(),
+    };
+    let scanner = turn.lock().stream.tests.scanner();
     std::thread::scope(|s| {
         let (full_tx, full_rx) = sync_channel::<Chunk>(1);
         let (empty_tx, empty_rx) = channel::<Vec<u8>>();
@@ -60,35 +79,109 @@ pub(super) fn run(
         let stop = &*limits.stop;
         let blocks = plan.blocks;
         s.spawn(move || read_chunks(source, blocks, stop, empty_rx, full_tx));
-        let mut crew = Crew::start(s, scanner, jobs - 1);
+        let crew = Crew::start(s, scanner, &turn, jobs - 1);
 
         let mut outcome = Outcome {
             bytes: 0,
             ended: None,
         };
-        let mut pending: Option<(Chunk, Vec<BlockScan>)> = None;
+        let mut base = 0;
         while let Ok(chunk) = full_rx.recv() {
             outcome.bytes += chunk.got as u64;
             if chunk.ended.is_some() {
                 outcome.ended.clone_from(&chunk.ended);
             }
-            let (chunk, scans) = crew.scan_while_finishing(chunk, pending.take(), stream);
-            if let Some(done) = scans.1 {
-                let _ = empty_tx.send(done);
+            let round = Round {
+                chunk,
+                base,
+                next_piece: AtomicUsize::new(0),
+            };
+            base += round.pieces();
+            if let Some(buf) = crew.test(round, &scanner, &turn) {
+                let _ = empty_tx.send(buf);
             }
-            pending = Some((chunk, scans.0));
-        }
-        if let Some((chunk, scans)) = pending {
-            stream.finish(chunk.blocks(), &scans);
         }
         outcome
     })
 }
 
-/// One chunk handed to the scanning threads: they claim its pieces in
-/// turn, so a thread that starts late just takes fewer.
+/// Whose turn it is to finish: pieces are numbered across the whole
+/// stream, and piece n is finished only after pieces 0..n.
+struct Turn<'a> {
+    state: Mutex<InTurn<'a>>,
+    changed: Condvar,
+}
+
+struct InTurn<'a> {
+    stream: &'a mut Stream,
+    finished: usize,
+    /// Reading a file: bytes read by the finished pieces, and why reading
+    /// stopped (no piece after that one is tested).
+    bytes: u64,
+    ended: Option<String>,
+}
+
+impl<'a> Turn<'a> {
+    fn lock(&self) -> MutexGuard<'_, InTurn<'a>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits until every piece before `piece` is finished, then finishes it.
+    fn finish(&self, piece: usize, blocks: &[Block], scans: &[BlockScan]) {
+        self.finish_read(piece, blocks, scans, None);
+    }
+
+    /// As `finish`, for a piece read by its own thread: `read` is the bytes
+    /// it got and why reading stopped, if it did. Nothing after the piece
+    /// where reading stopped is tested.
+    fn finish_read(
+        &self,
+        piece: usize,
+        blocks: &[Block],
+        scans: &[BlockScan],
+        read: Option<(usize, Option<String>)>,
+    ) {
+        let mut state = self.lock();
+        while state.finished < piece {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        if state.ended.is_none() {
+            state.stream.finish(blocks, scans);
+            if let Some((got, ended)) = read {
+                state.bytes += got as u64;
+                state.ended = ended;
+            }
+        }
+        state.finished += 1;
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    fn has_ended(&self) -> bool {
+        self.lock().ended.is_some()
+    }
+
+    /// Waits until pieces 0..end are finished.
+    fn wait_for(&self, end: usize) {
+        let mut state = self.lock();
+        while state.finished < end {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+}
+
+/// One chunk handed to the testing threads: they claim its pieces in
+/// order, so a thread that starts late just takes fewer.
 struct Round {
     chunk: Chunk,
+    /// The stream-wide number of the chunk's first piece.
+    base: usize,
     next_piece: AtomicUsize,
 }
 
@@ -97,63 +190,50 @@ impl Round {
         self.chunk.blocks().len().div_ceil(PIECE_BLOCKS)
     }
 
-    /// Claims and scans pieces until none is left; each result goes to
-    /// `done`. False if the receiver is gone.
-    fn scan_pieces(
-        &self,
-        scanner: &Scanner,
-        mut done: impl FnMut(usize, Vec<BlockScan>) -> bool,
-    ) -> bool {
+    /// Claims pieces until none is left: scans each, then finishes it in
+    /// its turn.
+    fn test_pieces(&self, scanner: &Scanner, turn: &Turn<'_>) {
         let blocks = self.chunk.blocks();
+        let mut scans = [BlockScan::default(); PIECE_BLOCKS];
         loop {
             let piece = self.next_piece.fetch_add(1, Ordering::Relaxed);
             if piece >= self.pieces() {
-                return true;
+                return;
             }
             let from = piece * PIECE_BLOCKS;
             let piece_blocks = &blocks[from..(from + PIECE_BLOCKS).min(blocks.len())];
-            let mut scans = vec![BlockScan::default(); piece_blocks.len()];
-            scanner.scan_all(piece_blocks, &mut scans);
-            if !done(piece, scans) {
-                return false;
-            }
+            let scans = &mut scans[..piece_blocks.len()];
+            scanner.scan_all(piece_blocks, scans);
+            turn.finish(self.base + piece, piece_blocks, scans);
         }
     }
 }
 
-enum Report {
-    Piece(usize, Vec<BlockScan>),
-    /// The thread is done with the round and holds no reference to it.
-    Idle,
-}
-
-/// The scanning threads besides the calling one, started once and fed a
-/// round per chunk (starting threads per chunk costs more than a chunk's
-/// scan on a busy machine).
+/// The testing threads besides the calling one, started once and given
+/// each chunk in turn (a thread started per chunk begins too late to help
+/// on a busy machine).
 struct Crew {
     rounds: Vec<Sender<Arc<Round>>>,
-    reports: Receiver<Report>,
-    scanner: Scanner,
+    idle: Receiver<()>,
 }
 
 impl Crew {
-    fn start<'scope>(
-        s: &'scope std::thread::Scope<'scope, '_>,
+    fn start<'scope, 'env>(
+        s: &'scope std::thread::Scope<'scope, 'env>,
         scanner: Scanner,
+        turn: &'scope Turn<'env>,
         helpers: usize,
     ) -> Self {
-        let (report_tx, reports) = channel();
+        let (idle_tx, idle) = channel();
         let rounds = (0..helpers)
             .map(|_| {
                 let (tx, rx) = channel::<Arc<Round>>();
-                let report = report_tx.clone();
+                let idle = idle_tx.clone();
                 s.spawn(move || {
                     while let Ok(round) = rx.recv() {
-                        let sent = round.scan_pieces(&scanner, |p, scans| {
-                            report.send(Report::Piece(p, scans)).is_ok()
-                        });
+                        round.test_pieces(&scanner, turn);
                         drop(round);
-                        if !sent || report.send(Report::Idle).is_err() {
+                        if idle.send(()).is_err() {
                             return;
                         }
                     }
@@ -161,59 +241,137 @@ impl Crew {
                 tx
             })
             .collect();
-        Self {
-            rounds,
-            reports,
-            scanner,
-        }
+        Self { rounds, idle }
     }
 
-    /// Scans `next` on every thread while this one first finishes `before`
-    /// (the previous chunk and its scans) in stream order. Gives back the
-    /// chunk with its scans, and the finished chunk's buffer for reuse.
-    fn scan_while_finishing(
-        &mut self,
-        next: Chunk,
-        before: Option<(Chunk, Vec<BlockScan>)>,
-        stream: &mut Stream,
-    ) -> (Chunk, (Vec<BlockScan>, Option<Vec<u8>>)) {
-        let round = Arc::new(Round {
-            chunk: next,
-            next_piece: AtomicUsize::new(0),
-        });
+    /// Tests every block of the round on every thread, this one included;
+    /// gives the chunk's buffer back once no thread holds it.
+    fn test(&self, round: Round, scanner: &Scanner, turn: &Turn<'_>) -> Option<Vec<u8>> {
+        let end = round.base + round.pieces();
+        let round = Arc::new(round);
         let helpers = self
             .rounds
             .iter()
             .filter(|tx| tx.send(Arc::clone(&round)).is_ok())
             .count();
-        let freed = before.map(|(chunk, scans)| {
-            stream.finish(chunk.blocks(), &scans);
-            chunk.buf
-        });
-        let mut pieces: Vec<Option<Vec<BlockScan>>> = vec![None; round.pieces()];
-        round.scan_pieces(&self.scanner, |p, scans| {
-            pieces[p] = Some(scans);
-            true
-        });
-        let mut idle = 0;
-        while idle < helpers {
-            match self.reports.recv() {
-                Ok(Report::Piece(p, scans)) => pieces[p] = Some(scans),
-                Ok(Report::Idle) => idle += 1,
-                Err(_) => break,
+        round.test_pieces(scanner, turn);
+        turn.wait_for(end);
+        for _ in 0..helpers {
+            if self.idle.recv().is_err() {
+                break;
             }
         }
-        let scans = pieces.into_iter().flatten().flatten().collect();
-        let chunk = match Arc::try_unwrap(round) {
-            Ok(round) => round.chunk,
-            // Only if a helper died mid-round: keep a copy and go on.
-            Err(shared) => Chunk {
-                buf: shared.chunk.buf.clone(),
-                got: shared.chunk.got,
-                ended: shared.chunk.ended.clone(),
-            },
-        };
-        (chunk, (scans, freed))
+        Arc::try_unwrap(round).ok().map(|r| r.chunk.buf)
+    }
+}
+
+/// A regular file: every thread reads its own pieces (positioned reads,
+/// `offset` bytes in), scans them while they are in its core's cache, and
+/// finishes them in turn. Reading is spread over the threads like the rest,
+/// and one thread (`--jobs 1`) reads and tests in turn.
+pub(super) fn run_file(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    (plan, limits): (&Plan, &ReadLimits),
+    stream: &mut Stream,
+) -> Outcome {
+    let turn = Turn {
+        state: Mutex::new(InTurn {
+            stream,
+            finished: 0,
+            bytes: 0,
+            ended: None,
+        }),
+        changed: Condvar::new(),
+    };
+    let scanner = turn.lock().stream.tests.scanner();
+    let pieces = match plan.blocks {
+        0 => usize::MAX,
+        n => usize::try_from(n.div_ceil(PIECE_BLOCKS as u64)).unwrap_or(usize::MAX),
+    };
+    let reader = PieceReader {
+        file,
+        path,
+        offset,
+        blocks: plan.blocks,
+        pieces,
+        next: AtomicUsize::new(0),
+        stop: &limits.stop,
+    };
+    std::thread::scope(|s| {
+        for _ in 1..plan.jobs.max(1) {
+            s.spawn(|| reader.test_pieces(&scanner, &turn));
+        }
+        reader.test_pieces(&scanner, &turn);
+    });
+    let state = turn.lock();
+    Outcome {
+        bytes: state.bytes,
+        ended: state.ended.clone(),
+    }
+}
+
+/// The pieces of a regular file, claimed in order by the testing threads.
+struct PieceReader<'a> {
+    file: &'a File,
+    path: &'a Path,
+    offset: u64,
+    /// Blocks asked for; 0: to the end of the file.
+    blocks: u64,
+    pieces: usize,
+    next: AtomicUsize,
+    stop: &'a AtomicBool,
+}
+
+impl PieceReader<'_> {
+    fn test_pieces(&self, scanner: &Scanner, turn: &Turn<'_>) {
+        let mut buf = vec![0u8; PIECE_BLOCKS * BLOCK_BYTES];
+        let mut scans = [BlockScan::default(); PIECE_BLOCKS];
+        loop {
+            let piece = self.next.fetch_add(1, Ordering::Relaxed);
+            if piece >= self.pieces || turn.has_ended() {
+                return;
+            }
+            let (got, ended) = self.read(piece, &mut buf);
+            let blocks = buf[..got].as_chunks::<BLOCK_BYTES>().0;
+            let scans = &mut scans[..blocks.len()];
+            scanner.scan_all(blocks, scans);
+            turn.finish_read(piece, blocks, scans, Some((got, ended)));
+        }
+    }
+
+    /// Reads piece `piece` into `buf`: the bytes got, and why reading
+    /// stops here if it does.
+    fn read(&self, piece: usize, buf: &mut [u8]) -> (usize, Option<String>) {
+        if self.stop.load(Ordering::Relaxed) {
+            return (0, Some("stopped by a signal".into()));
+        }
+        let first = (piece * PIECE_BLOCKS) as u64;
+        let mut want = PIECE_BLOCKS as u64;
+        if self.blocks > 0 {
+            want = want.min(self.blocks - first);
+        }
+        let want = want as usize * BLOCK_BYTES;
+        let at = self.offset + first * BLOCK_BYTES as u64;
+        let mut got = 0;
+        while got < want {
+            match self.file.read_at(&mut buf[got..want], at + got as u64) {
+                Ok(0) => {
+                    let eof = SourceError::Eof {
+                        path: self.path.into(),
+                    };
+                    return (got, Some(eof.to_string()));
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    let path = self.path.into();
+                    return (got, Some(SourceError::Io { path, source }.to_string()));
+                }
+            }
+        }
+        (got, None)
     }
 }
 
