@@ -136,9 +136,10 @@ seccompProfile:
 - --sink=file:{{ .Values.seedFile.mountPath }}/{{ .Values.seedFile.fileName }}
 {{- end }}
 - --interval={{ .Values.refresher.interval }}
-- --batch-size={{ .Values.refresher.batchSize }}
+{{- /* int64: a large number in a values file is a float to Helm and would render as 4e+07. */}}
+- --batch-size={{ int64 .Values.refresher.batchSize }}
 - --read-timeout={{ .Values.refresher.readTimeout }}
-- --max-failed-cycles={{ .Values.refresher.maxFailedCycles }}
+- --max-failed-cycles={{ int64 .Values.refresher.maxFailedCycles }}
 {{- with .Values.refresher.entropyPerByte }}
 - --entropy-per-byte={{ . }}
 {{- end }}

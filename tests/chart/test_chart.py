@@ -125,6 +125,7 @@ def test_checkov_is_clean_or_every_skip_is_justified(values, tmp_path):
 
 @pytest.mark.parametrize("bad, where", [
     ("refresher.batchSize=2501", "/refresher/batchSize"),
+    ("refresher.batchSize=40002500", "/refresher/batchSize"),
     ("refresher.sinks={pool}", "/refresher/sinks/0"),
     ("refresher.interval=soon", "/refresher/interval"),
     ("image.digest=sha256:xyz", "/image/digest"),
@@ -657,9 +658,64 @@ def kubelet_docker_args(c, spec, node_name):
         else:
             host = vol["hostPath"]["path"]
             run += ["-v", f"{host}:{m['mountPath']}:{'ro' if m.get('readOnly') else 'rw'}"]
-    if any("hwrng" in k for k in c["resources"].get("limits", {})):
+    limits = c["resources"].get("limits", {})
+    if any("hwrng" in k for k in limits):
         run += ["--device", "/dev/hwrng"]  # what the device plugin hands out
+    if "memory" in limits:
+        run += ["--memory", f"{memory_bytes(limits['memory'])}b"]
     return run, args
+
+
+def memory_bytes(quantity):
+    """A Kubernetes memory quantity in bytes (the suffixes the chart uses)."""
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "k": 10**3, "M": 10**6, "G": 10**9}
+    for suffix, factor in units.items():
+        if quantity.endswith(suffix):
+            return int(quantity[: -len(suffix)]) * factor
+    return int(quantity)
+
+
+def test_the_largest_batch_the_schema_allows_runs_within_the_memory_limit(tmp_path):
+    """The rendered Pod with batchSize at the schema's maximum, run under
+    the rendered memory limit (as the kubelet's cgroup would hold it),
+    delivers cycles of 40 MB from RDRAND to a seed file without being
+    killed for memory."""
+    image = os.environ.get("RR_IMAGE") or pytest.fail("no RR_IMAGE (run tests/run.sh)")
+    values = tmp_path / "largest-batch.yaml"
+    values.write_text(yaml.safe_dump({
+        # Two seed files in the one mounted folder: no kernel credit, no capability.
+        "refresher": {"batchSize": 40_000_000, "interval": "1s", "sources": ["rdrand"],
+                      "sinks": ["file:/var/lib/random-refresher/second-seed"]},
+        "seedFile": {"enabled": True, "hostPath": str(tmp_path)},
+        "securityContext": {"runAsUser": 0},
+    }))
+    docs = render(str(values))
+    spec, _ = pod_spec(docs)
+    c = spec["containers"][0]
+    assert render(sets=["refresher.batchSize=40000000"], check=False).returncode == 0
+    # A large number in a values file is a float to Helm: rendered whole.
+    assert "--batch-size=40000000" in c["args"], c["args"]
+    run, args = kubelet_docker_args(c, spec, "node-1")
+    assert "--memory" in run, run
+    port, host_port = c["ports"][0]["containerPort"], free_port()
+    name = f"rr-chart-{os.getpid()}-largest-batch"
+    cmd = ["docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{host_port}:{port}", *run, image, *args]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    try:
+        deadline = time.time() + 120
+        text = ""
+        while time.time() < deadline:
+            _, text = wait_http(f"http://127.0.0.1:{host_port}/metrics")
+            if re.search(r'random_refresher_cycles_total\{node="node-1",result="ok"\} [3-9]', text):
+                break
+            time.sleep(1)
+        assert re.search(r'random_refresher_cycles_total\{node="node-1",result="ok"\} [3-9]', text), text[:2000]
+        state = json.loads(subprocess.run(["docker", "inspect", name], capture_output=True, text=True).stdout)[0]["State"]
+        assert state["Running"] and not state["OOMKilled"], state
+        assert os.path.getsize(tmp_path / "random-seed") == 40_000_000
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
 
 
 @pytest.mark.parametrize("values", ["default-values.yaml", "least-privilege-values.yaml", "quarantine-values.yaml",
