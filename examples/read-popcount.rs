@@ -1,7 +1,7 @@
 //! The speed limit a health test could reach on this machine: one pass
 //! that reads a file in the same 1 MB-per-job reads `check` makes and
 //! popcounts it with the best popcount the CPU has, nothing else.
-//! `benches/compare-rngtest.py` reports `check` as a fraction of it.
+//! `benches/ratios.py` reports `check` as a fraction of it.
 //!
 //!     cargo run --release --example read-popcount -- FILE [BYTES]
 
