@@ -103,15 +103,8 @@ fn nibble_counts_neon(_: &Block, words: &Words) -> [u32; 16] {
                 totals[m] = vpadalq_u16(totals[m], vpaddlq_u8(bytes[m]));
             }
         }
-        let mut odd: [u32; 16] = std::array::from_fn(|m| vaddvq_u32(totals[m]));
-        for &w in rest {
-            let planes = [w, w >> 1, w >> 2, w >> 3].map(|p| p & 0x1111_1111_1111_1111);
-            let mut parity = [0u64; 16];
-            for m in 1..16 {
-                parity[m] = parity[m & (m - 1)] ^ planes[m.trailing_zeros() as usize];
-                odd[m] += parity[m].count_ones();
-            }
-        }
+        let rest = words::odd_parity_counts(rest);
+        let odd: [u32; 16] = std::array::from_fn(|m| vaddvq_u32(totals[m]) + rest[m] as u32);
         words::from_parity_counts(&odd)
     }
 }

@@ -178,22 +178,25 @@ pub(super) fn nibble_counts_table(block: &Block, _: &Words) -> [u32; 16] {
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 #[inline(always)]
 pub(super) fn nibble_counts_parity(_: &Block, words: &Words) -> [u32; 16] {
+    from_parity_counts(&odd_parity_counts(words).map(|n| n as u32))
+}
+
+/// `odd[m]` of `nibble_counts_parity` over `words`, in 64-bit sums (a
+/// vector popcount yields 64-bit lanes).
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[inline(always)]
+pub(super) fn odd_parity_counts(words: &[u64]) -> [u64; 16] {
     const LOW_BITS: u64 = 0x1111_1111_1111_1111;
     let mut odd = [0u64; 16];
     for &w in words {
-        let planes = [
-            w & LOW_BITS,
-            (w >> 1) & LOW_BITS,
-            (w >> 2) & LOW_BITS,
-            (w >> 3) & LOW_BITS,
-        ];
+        let planes = [w & LOW_BITS, (w >> 1) & LOW_BITS, (w >> 2) & LOW_BITS, (w >> 3) & LOW_BITS];
         let mut parity = [0u64; 16];
         for m in 1..16 {
             parity[m] = parity[m & (m - 1)] ^ planes[m.trailing_zeros() as usize];
             odd[m] += u64::from(parity[m].count_ones());
         }
     }
-    from_parity_counts(&odd.map(|n| n as u32))
+    odd
 }
 
 /// The inverse Walsh-Hadamard transform of the parity counts of the block's
