@@ -323,22 +323,40 @@ mod tests {
     }
 
     #[test]
-    fn long_run_of_25_passes_and_26_fails_at_block_edges() {
-        for len in [25usize, 26] {
-            for start in [0, BLOCK_BITS - len, 60, 64 * 100 - 13] {
-                let mut b = noise(7);
-                for i in start..start + len {
-                    b[i / 8] |= 0x80 >> (i % 8);
+    fn long_run_of_25_passes_and_26_fails_at_every_offset_and_edge() {
+        // Every bit offset across two word boundaries and one byte pair's
+        // reach, the block's edges, runs of ones and of zeros: the fast
+        // tester looks for long runs only near a 0x0000/0xFFFF byte pair.
+        let starts = (0..140)
+            .chain(6300..6420)
+            .chain(BLOCK_BITS - 140..BLOCK_BITS - 24);
+        for start in starts {
+            for len in [25usize, 26, 27] {
+                if start + len > BLOCK_BITS {
+                    continue;
                 }
-                // Bound the run with zeros so it is exactly `len` long.
-                for i in [start.wrapping_sub(1), start + len] {
-                    if i < BLOCK_BITS {
-                        b[i / 8] &= !(0x80 >> (i % 8));
+                for ones in [true, false] {
+                    let mut b = noise(7 + start as u64);
+                    let set = |b: &mut Block, i: usize, one: bool| {
+                        if one {
+                            b[i / 8] |= 0x80 >> (i % 8);
+                        } else {
+                            b[i / 8] &= !(0x80 >> (i % 8));
+                        }
+                    };
+                    for i in start..start + len {
+                        set(&mut b, i, ones);
                     }
+                    // Bound the run so that it is exactly `len` long.
+                    for i in [start.wrapping_sub(1), start + len] {
+                        if i < BLOCK_BITS {
+                            set(&mut b, i, !ones);
+                        }
+                    }
+                    assert_same_stats(&b);
+                    let v = FipsTester::default().test_block(&b);
+                    assert_eq!(v.long_run, len >= 26, "run of {len} at bit {start}");
                 }
-                assert_same_stats(&b);
-                let v = FipsTester::default().test_block(&b);
-                assert_eq!(v.long_run, len >= 26, "run of {len} at bit {start}");
             }
         }
     }

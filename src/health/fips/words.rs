@@ -109,38 +109,57 @@ fn run_lengths(words: &Words) -> (u32, [u32; 6], [u32; 6]) {
 /// block checked exactly.
 #[inline(always)]
 fn has_equal_byte_pair(words: &Words) -> bool {
-    let equal_pairs =
-        |w: u64, shifted: u64| zero_byte_mask(!(w & shifted)) | zero_byte_mask(w | shifted);
     let mut pair_equal = 0u64;
-    for i in 0..WORDS - 1 {
-        let (w, next) = (words[i], words[i + 1]);
-        pair_equal |= equal_pairs(w, (w << 8) | (next >> 56));
+    for i in 0..WORDS {
+        pair_equal |= equal_byte_pairs(words, i);
     }
-    // In the last word only the pairs inside its valid bytes count.
-    let w = words[WORDS - 1];
-    pair_equal |= equal_pairs(w, w << 8) & (LAST_WORD_VALID << 8);
     pair_equal != 0
 }
 
-/// Whether 26 equal bits follow each other anywhere: cont[j + 1 ..= j + 25]
-/// all set for some bit j. Rare on good data, so plain code is fine.
+/// The high bit of each byte of word `i` that, with the byte after it (in
+/// the next word for the last), is 0x00 0x00 or 0xFF 0xFF.
+#[inline(always)]
+fn equal_byte_pairs(words: &Words, i: usize) -> u64 {
+    let w = words[i];
+    let next = if i + 1 < WORDS { words[i + 1] } else { 0 };
+    let shifted = (w << 8) | (next >> 56);
+    let pairs = zero_byte_mask(!(w & shifted)) | zero_byte_mask(w | shifted);
+    // In the last word only the pairs inside its valid bytes count.
+    if i + 1 < WORDS {
+        pairs
+    } else {
+        pairs & (LAST_WORD_VALID << 8)
+    }
+}
+
+/// Whether 26 equal bits follow each other anywhere. Such a run starting
+/// at bit j holds the pair of whole bytes starting at the first byte
+/// boundary at or after j, so in j's word or the next: only the words with
+/// a pair, and the words before them, can start one.
 #[cold]
 fn has_long_run(words: &Words) -> bool {
     (0..WORDS).any(|i| {
-        let next = if i + 1 < WORDS {
-            continues(words, i + 1)
-        } else {
-            0
-        };
-        let ahead = (u128::from(continues(words, i)) << 64) | u128::from(next);
-        let c1 = ahead << 1;
-        let c2 = c1 & (c1 << 1);
-        let c4 = c2 & (c2 << 2);
-        let c8 = c4 & (c4 << 4);
-        let c16 = c8 & (c8 << 8);
-        let c25 = c16 & (c8 << 16) & (c1 << 24);
-        (c25 >> 64) != 0
+        equal_byte_pairs(words, i) != 0
+            && (long_run_starts_in(words, i) || (i > 0 && long_run_starts_in(words, i - 1)))
     })
+}
+
+/// Whether a run of 26 equal bits starts in word `i`: cont[j + 1 ..= j + 25]
+/// all set for some bit j of it.
+fn long_run_starts_in(words: &Words, i: usize) -> bool {
+    let next = if i + 1 < WORDS {
+        continues(words, i + 1)
+    } else {
+        0
+    };
+    let ahead = (u128::from(continues(words, i)) << 64) | u128::from(next);
+    let c1 = ahead << 1;
+    let c2 = c1 & (c1 << 1);
+    let c4 = c2 & (c2 << 2);
+    let c8 = c4 & (c4 << 4);
+    let c16 = c8 & (c8 << 8);
+    let c25 = c16 & (c8 << 16) & (c1 << 24);
+    (c25 >> 64) != 0
 }
 
 /// Counts of each 4-bit value among the block's 5,000 nibbles, through a byte
@@ -183,13 +202,21 @@ pub(super) fn nibble_counts_parity(_: &Block, words: &Words) -> [u32; 16] {
 
 /// `odd[m]` of `nibble_counts_parity` over `words`, in 64-bit sums (a
 /// vector popcount yields 64-bit lanes).
-#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(dead_code))]
+#[cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "aarch64")),
+    allow(dead_code)
+)]
 #[inline(always)]
 pub(super) fn odd_parity_counts(words: &[u64]) -> [u64; 16] {
     const LOW_BITS: u64 = 0x1111_1111_1111_1111;
     let mut odd = [0u64; 16];
     for &w in words {
-        let planes = [w & LOW_BITS, (w >> 1) & LOW_BITS, (w >> 2) & LOW_BITS, (w >> 3) & LOW_BITS];
+        let planes = [
+            w & LOW_BITS,
+            (w >> 1) & LOW_BITS,
+            (w >> 2) & LOW_BITS,
+            (w >> 3) & LOW_BITS,
+        ];
         let mut parity = [0u64; 16];
         for m in 1..16 {
             parity[m] = parity[m & (m - 1)] ^ planes[m.trailing_zeros() as usize];
