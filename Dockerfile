@@ -6,6 +6,8 @@
 #
 # The binary is cross-compiled on the build machine's own platform
 # (BUILDPLATFORM); only the final, empty stage is of the target platform.
+# BuildKit is needed (DOCKER_BUILDKIT=1 or buildx): the legacy builder does
+# not set BUILDPLATFORM.
 # BUILDER_IMAGE is any image with a Rust toolchain holding the
 # x86_64-unknown-linux-gnu and aarch64-unknown-linux-gnu targets, a C linker
 # with glibc's static libraries, and for arm64 the aarch64-linux-gnu-gcc
