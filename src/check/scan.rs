@@ -60,16 +60,8 @@ pub(super) fn run(
 ) -> Outcome {
     let jobs = plan.jobs.max(1);
     let chunk_bytes = jobs * BLOCKS_PER_JOB * BLOCK_BYTES;
-    let turn = Turn {
-        state: Mutex::new(InTurn {
-            stream,
-            finished: 0,
-            bytes: 0,
-            ended: None,
-        }),
-        changed: Condvar::new(),
-    };
-    let scanner = turn.lock().stream.tests.scanner();
+    let scanner = stream.tests.scanner();
+    let turn = Turn::new(stream);
     std::thread::scope(|s| {
         let (full_tx, full_rx) = sync_channel::<Chunk>(1);
         let (empty_tx, empty_rx) = channel::<Vec<u8>>();
@@ -122,6 +114,18 @@ struct InTurn<'a> {
 }
 
 impl<'a> Turn<'a> {
+    fn new(stream: &'a mut Stream) -> Self {
+        Self {
+            state: Mutex::new(InTurn {
+                stream,
+                finished: 0,
+                bytes: 0,
+                ended: None,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, InTurn<'a>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -141,13 +145,7 @@ impl<'a> Turn<'a> {
         scans: &[BlockScan],
         read: Option<(usize, Option<String>)>,
     ) {
-        let mut state = self.lock();
-        while state.finished < piece {
-            state = self
-                .changed
-                .wait(state)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
+        let mut state = self.wait_for(piece);
         if state.ended.is_none() {
             state.stream.finish(blocks, scans);
             if let Some((got, ended)) = read {
@@ -164,8 +162,8 @@ impl<'a> Turn<'a> {
         self.lock().ended.is_some()
     }
 
-    /// Waits until pieces 0..end are finished.
-    fn wait_for(&self, end: usize) {
+    /// Waits until pieces 0..end are finished; the state stays locked.
+    fn wait_for(&self, end: usize) -> MutexGuard<'_, InTurn<'a>> {
         let mut state = self.lock();
         while state.finished < end {
             state = self
@@ -173,6 +171,7 @@ impl<'a> Turn<'a> {
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
         }
+        state
     }
 }
 
@@ -255,7 +254,7 @@ impl Crew {
             .filter(|tx| tx.send(Arc::clone(&round)).is_ok())
             .count();
         round.test_pieces(scanner, turn);
-        turn.wait_for(end);
+        drop(turn.wait_for(end));
         for _ in 0..helpers {
             if self.idle.recv().is_err() {
                 break;
@@ -276,16 +275,8 @@ pub(super) fn run_file(
     (plan, limits): (&Plan, &ReadLimits),
     stream: &mut Stream,
 ) -> Outcome {
-    let turn = Turn {
-        state: Mutex::new(InTurn {
-            stream,
-            finished: 0,
-            bytes: 0,
-            ended: None,
-        }),
-        changed: Condvar::new(),
-    };
-    let scanner = turn.lock().stream.tests.scanner();
+    let scanner = stream.tests.scanner();
+    let turn = Turn::new(stream);
     let pieces = match plan.blocks {
         0 => usize::MAX,
         n => usize::try_from(n.div_ceil(PIECE_BLOCKS as u64)).unwrap_or(usize::MAX),
