@@ -44,35 +44,37 @@ pub(super) fn fill(instruction: CpuInstruction, words: &mut [[u8; 8]]) -> bool {
     true
 }
 
-/// One RNDR read (`mrs x, s3_3_c2_c4_0`), None when it failed.
-fn rndr() -> Option<u64> {
-    let (value, ok): (u64, u64);
-    // SAFETY: only called after `supported()` saw HWCAP2_RNG, so the
-    // register exists and EL0 may read it; the asm touches no memory.
-    unsafe {
-        std::arch::asm!(
-            "mrs {v}, s3_3_c2_c4_0",
-            "cset {ok}, ne",
-            v = out(reg) value,
-            ok = out(reg) ok,
-            options(nomem, nostack),
-        );
-    }
-    (ok != 0).then_some(value)
+/// A function that reads one random number system register: the value,
+/// or None when the read failed (Z set). The register is named in the asm
+/// string itself, so each one needs its own function.
+macro_rules! random_register {
+    ($(#[$doc:meta])* $name:ident, $register:literal) => {
+        $(#[$doc])*
+        fn $name() -> Option<u64> {
+            let (value, ok): (u64, u64);
+            // SAFETY: only called after `supported()` saw HWCAP2_RNG, so the
+            // register exists and EL0 may read it; the asm touches no memory.
+            unsafe {
+                std::arch::asm!(
+                    concat!("mrs {v}, ", $register),
+                    "cset {ok}, ne",
+                    v = out(reg) value,
+                    ok = out(reg) ok,
+                    options(nomem, nostack),
+                );
+            }
+            (ok != 0).then_some(value)
+        }
+    };
 }
 
-/// One RNDRRS read (`mrs x, s3_3_c2_c4_1`), None when it failed.
-fn rndrrs() -> Option<u64> {
-    let (value, ok): (u64, u64);
-    // SAFETY: as for `rndr`.
-    unsafe {
-        std::arch::asm!(
-            "mrs {v}, s3_3_c2_c4_1",
-            "cset {ok}, ne",
-            v = out(reg) value,
-            ok = out(reg) ok,
-            options(nomem, nostack),
-        );
-    }
-    (ok != 0).then_some(value)
-}
+random_register!(
+    /// One RNDR read.
+    rndr,
+    "s3_3_c2_c4_0"
+);
+random_register!(
+    /// One RNDRRS read.
+    rndrrs,
+    "s3_3_c2_c4_1"
+);
