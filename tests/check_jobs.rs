@@ -114,17 +114,7 @@ fn every_job_count_equals_the_fixed_rngtest() {
     let file = write(dir.path(), "edgy", &edgy_stream());
     let theirs = rngtest(&fixed, &file, BLOCKS);
     for jobs in 1..=4 {
-        let v = report(&file, jobs);
-        let n = |k: &str| v[k].as_u64().unwrap();
-        let ours = RngtestCounts {
-            successes: n("fips_successes"),
-            failures: n("fips_failures"),
-            monobit: n("monobit"),
-            poker: n("poker"),
-            runs: n("runs"),
-            long_run: n("long_run"),
-            continuous_run: n("continuous_run"),
-        };
+        let ours = fips_counts(&report(&file, jobs));
         assert_eq!(ours, theirs, "--jobs {jobs} vs rngtest");
     }
 }

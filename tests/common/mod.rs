@@ -288,8 +288,13 @@ pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::V
     let out = check_file(file, blocks, &["--format", "json"]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("check printed no JSON ({e}): {}", stderr(&out)));
+    (fips_counts(&v), v)
+}
+
+/// The FIPS 140-2 counts of a `check` JSON report, in rngtest's shape.
+pub fn fips_counts(v: &serde_json::Value) -> RngtestCounts {
     let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("no {k} in {v}"));
-    let c = RngtestCounts {
+    RngtestCounts {
         successes: n("fips_successes"),
         failures: n("fips_failures"),
         monobit: n("monobit"),
@@ -297,8 +302,7 @@ pub fn check_counts(file: &Path, blocks: usize) -> (RngtestCounts, serde_json::V
         runs: n("runs"),
         long_run: n("long_run"),
         continuous_run: n("continuous_run"),
-    };
-    (c, v)
+    }
 }
 
 /// Our `check` text report, read as rngtest's report is read.
