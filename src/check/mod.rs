@@ -81,18 +81,18 @@ pub fn check(
     cutoffs: Cutoffs,
     limits: &ReadLimits,
 ) -> Result<Vec<Report>, CheckError> {
+    let plan = Plan {
+        blocks: args.blocks,
+        jobs: args.jobs(),
+        cutoffs,
+        window: args.source.estimate_window,
+        every: args.source.estimate_every,
+    };
     let mut reports = Vec::new();
     for spec in &args.source.sources {
         if limits.stop.load(Ordering::Relaxed) {
             break;
         }
-        let plan = Plan {
-            blocks: args.blocks,
-            jobs: args.jobs(),
-            cutoffs,
-            window: args.source.estimate_window,
-            every: args.source.estimate_every,
-        };
         reports.push(check_one(spec, &plan, limits)?);
     }
     Ok(reports)
@@ -104,28 +104,14 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
         source,
     })?;
     let started = Instant::now();
-    let mut stream = Stream {
-        estimator: Estimator::sampled(plan.window, plan.every),
-        min_entropy: EstimateReport {
-            window_bytes: plan.window.max(crate::health::estimate::MIN_WINDOW),
-            every: plan.every,
-            ..EstimateReport::default()
-        },
-        tests: StreamTests::new(plan.cutoffs, ContinuousRun::default()),
-        counts: TestCounts::default(),
-    };
-
     // Like rngtest, the first four bytes only prime the continuous run test.
     let mut prime = [0u8; 4];
     let mut got = 0;
     let primed = source.fill(&mut prime, &mut got);
     let mut bytes_read = got as u64;
     let mut ended = primed.err().map(|e| e.to_string());
+    let mut stream = Stream::new(plan, ContinuousRun::primed(u32::from_le_bytes(prime)));
     if ended.is_none() {
-        stream.tests = StreamTests::new(
-            plan.cutoffs,
-            ContinuousRun::primed(u32::from_le_bytes(prime)),
-        );
         let read = match regular_file(spec) {
             // Positioned reads from every thread, after the priming bytes.
             Some((file, path)) => {
@@ -171,6 +157,19 @@ pub(crate) struct Stream {
 }
 
 impl Stream {
+    fn new(plan: &Plan, continuous: ContinuousRun) -> Self {
+        Self {
+            tests: StreamTests::new(plan.cutoffs, continuous),
+            counts: TestCounts::default(),
+            estimator: Estimator::sampled(plan.window, plan.every),
+            min_entropy: EstimateReport {
+                window_bytes: plan.window.max(crate::health::estimate::MIN_WINDOW),
+                every: plan.every,
+                ..EstimateReport::default()
+            },
+        }
+    }
+
     fn finish(&mut self, blocks: &[Block], scans: &[BlockScan]) {
         for (block, scan) in blocks.iter().zip(scans) {
             self.counts.add(&self.tests.finish(block, scan));
