@@ -19,16 +19,8 @@ pub fn replace(path: &Path, temp_prefix: &str, bytes: &[u8]) -> std::io::Result<
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let mut suffix = [0u8; 8];
-    getrandom::fill(&mut suffix).map_err(std::io::Error::other)?;
-    let temp = dir.join(format!("{temp_prefix}{:016x}", u64::from_ne_bytes(suffix)));
+    let (temp, mut f) = create_temp(dir, temp_prefix)?;
     let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&temp, path)?;
@@ -38,6 +30,34 @@ pub fn replace(path: &Path, temp_prefix: &str, bytes: &[u8]) -> std::io::Result<
         let _ = std::fs::remove_file(&temp);
     }
     result
+}
+
+/// A new temporary file `PREFIX<pid>.<n>` in `dir`. The name needs to be
+/// unique, not secret: `O_EXCL` already refuses anything that exists, so a
+/// clash only moves on to the next number. (Not random: before the kernel's
+/// CRNG is ready, getrandom() blocks, and this runs at boot.)
+fn create_temp(dir: &Path, temp_prefix: &str) -> std::io::Result<(std::path::PathBuf, File)> {
+    let pid = std::process::id();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0u32;
+    loop {
+        let temp = dir.join(format!("{temp_prefix}{pid}.{nanos:08x}.{attempt}"));
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)
+        {
+            Ok(f) => return Ok((temp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads a small file without following a symlink at its path.
