@@ -4,6 +4,7 @@
 //! are mounted elsewhere. Every reading is optional: a missing file is a
 //! kernel without the feature, not an error.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// The kernel's view of its pool and its hardware RNG at one moment.
@@ -167,6 +168,23 @@ pub struct Quarantine {
     held: std::collections::BTreeMap<String, u32>,
 }
 
+/// What [`Quarantine::hold`] did.
+#[derive(Debug)]
+pub enum Hold {
+    /// Held now; `found` is the quality it had. `marker` is why the marker
+    /// could not be written, if it could not: the hold then does not
+    /// outlive this process.
+    Now {
+        found: u32,
+        marker: Option<QuarantineError>,
+    },
+    /// Held already, but its quality had been raised to `found` from
+    /// outside: put back to 0.
+    Again { found: u32 },
+    /// Held already, at 0.
+    Already,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum QuarantineError {
     #[error("{path}: {source} (quarantine needs the host's hw_random folder in /sys writable)")]
@@ -312,13 +330,14 @@ impl Quarantine {
         Ok(())
     }
 
-    /// Sets `rng`'s quality to 0; returns the quality found, or None if it
-    /// was held already. The marker is written first, so that a crash
-    /// between the two writes still knows what to give back.
-    pub fn hold(&mut self, rng: &str) -> Result<Option<u32>, QuarantineError> {
-        if self.held.contains_key(rng) {
-            return Ok(None);
-        }
+    /// Holds `rng`'s quality at 0, failing closed: the device's credit is
+    /// cut even when the marker cannot be written (then the quarantine
+    /// holds only while this process runs, and the outcome says why). A
+    /// device held already whose quality was raised from outside (a driver
+    /// rebind, an operator) while it still fails is put back to 0. The
+    /// marker is written before the quality, so that a crash between the
+    /// two writes still knows what to give back.
+    pub fn hold(&mut self, rng: &str) -> Result<Hold, QuarantineError> {
         let current = self.current().unwrap_or_default();
         if current != rng {
             return Err(QuarantineError::NotCurrent {
@@ -327,14 +346,50 @@ impl Quarantine {
             });
         }
         let found = self.read_quality()?;
+        if self.held.contains_key(rng) {
+            if found == 0 {
+                return Ok(Hold::Already);
+            }
+            self.write_quality(rng, 0)?;
+            return Ok(Hold::Again { found });
+        }
         self.held.insert(rng.into(), found);
-        self.save_marker()?;
+        let marker = self.save_marker().err();
         if let Err(e) = self.write_quality(rng, 0) {
             self.held.remove(rng);
             let _ = self.save_marker();
             return Err(e);
         }
-        Ok(Some(found))
+        Ok(Hold::Now { found, marker })
+    }
+
+    /// Whether the marker can be written where it would go: created and
+    /// removed once, at start, so that a read-only or occupied state folder
+    /// is said before a quarantine depends on it.
+    pub fn marker_usable(&self) -> Result<(), QuarantineError> {
+        let Some(m) = &self.marker else {
+            return Ok(());
+        };
+        let err = |source| QuarantineError::Marker {
+            path: m.clone(),
+            source,
+        };
+        let dir = m.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(err)?;
+        if std::fs::symlink_metadata(m).is_ok_and(|md| !md.is_file()) {
+            return Err(err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "something other than a regular file is in its place",
+            )));
+        }
+        let probe = dir.join(format!(".hwrng-quarantine.probe.{}", std::process::id()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&probe)
+            .map_err(err)?;
+        std::fs::remove_file(&probe).map_err(err)
     }
 
     /// Gives `rng` back the quality recorded for it; returns it, or None if

@@ -94,7 +94,8 @@ impl SourceHealth {
         }
     }
 
-    /// A retried source delivered a whole tested batch: trust it again.
+    /// A retried source passed its probe: trust it again. Also a new
+    /// standing for a source that now reads another device.
     pub fn recovered(&mut self) {
         *self = Self::new(self.policy);
     }

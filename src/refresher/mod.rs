@@ -6,6 +6,7 @@
 //! [`QuarantinePolicy`]; this module only wires them for one cycle.
 
 mod config;
+mod crng;
 mod run;
 
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub struct Refresher {
     last_refresh: Gauge,
     status: Option<Arc<LoopStatus>>,
     exporter: Option<Arc<Exporter>>,
+    crng: crng::CrngWatch,
 }
 
 impl Refresher {
@@ -101,6 +103,7 @@ impl Refresher {
             last_refresh: gauge!(names::LAST_REFRESH_TIMESTAMP),
             status: None,
             exporter: None,
+            crng: crng::CrngWatch::start(),
         })
     }
 
@@ -119,11 +122,22 @@ impl Refresher {
 
     /// One cycle: for each sink in turn, read a tested batch and deliver it.
     pub fn cycle(&mut self) -> CycleOutcome {
+        if let Some(q) = self.quarantine.as_mut()
+            && q.switched()
+        {
+            self.pool.rejudge_hwrng();
+        }
+        // Looked at before the deliveries too: a CRNG made ready between two
+        // cycles was not made ready by this cycle's delivery.
+        let credited_before = self.sinks.credited_deliveries();
+        self.crng.observe(credited_before, false);
         let outcome = self.deliver_batches();
+        let credited = self.sinks.credited_deliveries();
+        self.crng.observe(credited, credited > credited_before);
         if let Some(q) = self.quarantine.as_mut()
             && q.update(self.pool.hwrng_standing())
         {
-            self.pool.restart_hwrng();
+            self.pool.rejudge_hwrng();
         }
         let ok = matches!(outcome, CycleOutcome::Delivered { .. });
         if outcome != CycleOutcome::Stopped {
@@ -178,7 +192,8 @@ impl Refresher {
         }
     }
 
-    /// Restores what the daemon changed in the kernel; call before exiting.
+    /// At exit: a held device stays held (see `QuarantinePolicy`); this only
+    /// says so.
     pub fn finish(&mut self) {
         if let Some(q) = self.quarantine.as_mut() {
             q.finish();

@@ -4,6 +4,12 @@
 //! only used at the CRNG's next scheduled reseed (up to a minute later), and
 //! credit matters only before the CRNG is first ready. Forcing the reseed is
 //! what makes fresh hardware bytes reach every reader at once.
+//!
+//! Before the CRNG is first ready, RNDRESEEDCRNG answers ENODATA
+//! (drivers/char/random.c): there is nothing to reseed yet. The bytes went
+//! in and were credited, which is what counts at that moment (enough credit
+//! is what makes the CRNG ready), so that delivery succeeds without a
+//! reseed.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
@@ -55,11 +61,20 @@ impl KernelSink {
         self.check(rc, "RNDADDENTROPY")?;
         // SAFETY: RNDRESEEDCRNG takes no argument.
         let rc = unsafe { libc::ioctl(fd, RNDRESEEDCRNG) };
-        self.check(rc, "RNDRESEEDCRNG")?;
+        let reseeded = match self.check(rc, "RNDRESEEDCRNG") {
+            Ok(()) => true,
+            Err(SinkError::Kernel { source, .. })
+                if source.raw_os_error() == Some(libc::ENODATA) =>
+            {
+                false
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Delivered {
             bytes: len,
             credited_bits,
-            reseeded: true,
+            reseeded,
+            crng_not_ready: !reseeded,
         })
     }
 
@@ -84,4 +99,30 @@ pub fn has_sys_admin() -> bool {
     crate::kernel::own_capabilities()
         .map(|c| c.effective & (1 << CAP_SYS_ADMIN) != 0)
         .unwrap_or(false)
+}
+
+/// Whether the kernel's CRNG is ready: `getrandom(GRND_NONBLOCK)` gives a
+/// byte only then (EAGAIN before). None where the call itself fails (a
+/// seccomp filter, a kernel before 3.17).
+pub fn crng_ready() -> Option<bool> {
+    let mut byte = 0u8;
+    // SAFETY: one writable byte, as the length says.
+    let rc = unsafe { libc::getrandom((&raw mut byte).cast(), 1, libc::GRND_NONBLOCK) };
+    match rc {
+        1 => Some(true),
+        _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) => Some(false),
+        _ => None,
+    }
+}
+
+/// Seconds since boot on CLOCK_BOOTTIME (which counts suspend too, as the
+/// kernel log's clock does not).
+pub fn seconds_since_boot() -> Option<f64> {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the kernel to fill.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &raw mut t) };
+    (rc == 0).then(|| t.tv_sec as f64 + t.tv_nsec as f64 / 1e9)
 }

@@ -2,7 +2,7 @@
 //! plain mix-in, a seed file, or standard output.
 
 mod batch;
-mod kernel;
+pub(crate) mod kernel;
 mod quarantine;
 mod seed_file;
 mod set;
@@ -115,6 +115,9 @@ pub struct Delivered {
     pub bytes: usize,
     pub credited_bits: u64,
     pub reseeded: bool,
+    /// The kernel sink found the CRNG not ready yet (RNDRESEEDCRNG said
+    /// ENODATA): the bytes were added and credited, the reseed skipped.
+    pub crng_not_ready: bool,
 }
 
 /// An opened sink.

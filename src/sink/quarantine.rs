@@ -11,10 +11,10 @@
 
 use std::collections::BTreeMap;
 
-use metrics::{Gauge, gauge};
+use metrics::{Counter, Gauge, counter, gauge};
 use tracing::{error, warn};
 
-use crate::kernel::Quarantine;
+use crate::kernel::{Hold, Quarantine};
 use crate::source::HwrngStanding;
 use crate::telemetry::names;
 
@@ -29,6 +29,7 @@ pub struct QuarantinePolicy {
     /// The device whose bytes the hwrng source reads, as last seen.
     judged: Option<String>,
     gauges: BTreeMap<String, Gauge>,
+    marker_errors: Counter,
 }
 
 impl QuarantinePolicy {
@@ -40,10 +41,17 @@ impl QuarantinePolicy {
                 "a quarantine left by an earlier run holds; it lifts once the device passes again"
             );
         }
+        if let Err(e) = quarantine.marker_usable() {
+            error!(error = %e,
+                   "the quarantine marker cannot be written: a failing device is still held at rng_quality 0, but only while this process runs; after an exit or a crash nothing records it");
+        }
+        let marker_errors = counter!(names::HWRNG_QUARANTINE_MARKER_ERRORS);
+        marker_errors.absolute(0);
         let mut p = Self {
             judged: quarantine.current(),
             quarantine,
             gauges: BTreeMap::new(),
+            marker_errors,
         };
         p.show();
         p
@@ -63,34 +71,41 @@ impl QuarantinePolicy {
         }
     }
 
-    /// Applies the hwrng source's standing after a cycle. Returns true when
-    /// `rng_current` changed: the hwrng source then reads another device,
-    /// and its tests must start over.
-    pub fn update(&mut self, standing: HwrngStanding) -> bool {
+    /// True when `rng_current` names another device than the one judged:
+    /// the hwrng source then reads that device, and its standing must start
+    /// over (`SourcePool::rejudge_hwrng`). Called before a cycle reads, and
+    /// by [`Self::update`] after it.
+    pub fn switched(&mut self) -> bool {
         let current = self.quarantine.current();
-        if current != self.judged {
-            warn!(
-                from = self.judged.as_deref(),
-                to = current.as_deref(),
-                "rng_current changed: the hwrng source now reads another device and is tested from a start-up test on"
-            );
-            self.judged = current;
-            self.show();
+        if current == self.judged {
+            return false;
+        }
+        warn!(
+            from = self.judged.as_deref(),
+            to = current.as_deref(),
+            "rng_current changed: the hwrng source now reads another device, judged from a start-up test on its own bytes"
+        );
+        self.judged = current;
+        self.show();
+        true
+    }
+
+    /// Applies the hwrng source's standing after a cycle. Returns true when
+    /// `rng_current` changed, during the cycle (the standing may then come
+    /// from the device before, and is not applied) or because of this
+    /// update's own write (the kernel picks its best device again whenever
+    /// `rng_quality` is written).
+    pub fn update(&mut self, standing: HwrngStanding) -> bool {
+        if self.switched() {
             return true;
         }
         let Some(rng) = self.judged.clone() else {
             return false;
         };
-        let q = &mut self.quarantine;
         let result = if standing.failing {
-            q.hold(&rng).map(|held| {
-                if let Some(found) = held {
-                    error!(rng, rng_quality_was = found,
-                           "QUARANTINE: the hardware RNG fails its health tests; rng_quality set to 0 so the kernel stops crediting it");
-                }
-            })
-        } else if q.is_held(&rng) && standing.trusted_passes >= RELEASE_AFTER_BLOCKS {
-            q.release(&rng).map(|released| {
+            self.hold(&rng)
+        } else if self.quarantine.is_held(&rng) && standing.trusted_passes >= RELEASE_AFTER_BLOCKS {
+            self.quarantine.release(&rng).map(|released| {
                 if let Some(quality) = released {
                     warn!(
                         rng,
@@ -107,7 +122,33 @@ impl QuarantinePolicy {
             error!(error = %e, "cannot change the hardware RNG's quality");
         }
         self.show();
-        false
+        self.switched()
+    }
+
+    fn hold(&mut self, rng: &str) -> Result<(), crate::kernel::QuarantineError> {
+        match self.quarantine.hold(rng)? {
+            Hold::Now { found, marker } => {
+                error!(
+                    rng,
+                    rng_quality_was = found,
+                    "QUARANTINE: the hardware RNG fails its health tests; rng_quality set to 0 so the kernel stops crediting it"
+                );
+                if let Some(e) = marker {
+                    self.marker_errors.increment(1);
+                    error!(rng, error = %e,
+                           "the quarantine holds, but its marker was not written: it will not outlive this process");
+                }
+            }
+            Hold::Again { found } => {
+                error!(
+                    rng,
+                    rng_quality_found = found,
+                    "QUARANTINE: rng_quality of the held hardware RNG was raised from outside while it still fails; set to 0 again"
+                );
+            }
+            Hold::Already => {}
+        }
+        Ok(())
     }
 
     /// At exit: a held device stays held (see the module docs).
@@ -119,5 +160,117 @@ impl QuarantinePolicy {
                 "the quarantine stays after exit until the device passes again; lift it by hand with `random-refresher quarantine --release`"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The policy against a sysfs tree of plain files: the real kernel's
+    //! behaviour (a write of 0 makes it pick another device) is imitated
+    //! by the test itself, and proven in tests/vm/test_kernel.py.
+    use super::*;
+    use crate::kernel::KernelPaths;
+    use std::path::{Path, PathBuf};
+
+    struct Fake {
+        _dir: tempfile::TempDir,
+        sys: PathBuf,
+        state: PathBuf,
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let sys = dir.path().join("sys");
+            let hw = sys.join("class/misc/hw_random");
+            std::fs::create_dir_all(&hw).unwrap();
+            std::fs::write(hw.join("rng_current"), "bad_rng.0\n").unwrap();
+            std::fs::write(hw.join("rng_available"), "bad_rng.0 good_rng.1\n").unwrap();
+            std::fs::write(hw.join("rng_quality"), "1024\n").unwrap();
+            let state = dir.path().join("state");
+            Self {
+                _dir: dir,
+                sys,
+                state,
+            }
+        }
+
+        fn write(&self, file: &str, text: &str) {
+            let hw = self.sys.join("class/misc/hw_random");
+            std::fs::write(hw.join(file), format!("{text}\n")).unwrap();
+        }
+
+        fn quality(&self) -> String {
+            let hw = self.sys.join("class/misc/hw_random");
+            std::fs::read_to_string(hw.join("rng_quality"))
+                .unwrap()
+                .trim()
+                .into()
+        }
+
+        fn policy(&self, state: &Path) -> QuarantinePolicy {
+            let paths = KernelPaths::new(Path::new("/proc"), &self.sys);
+            QuarantinePolicy::new(Quarantine::open(&paths, Some(state)).unwrap())
+        }
+    }
+
+    const FAILING: HwrngStanding = HwrngStanding {
+        failing: true,
+        trusted_passes: 0,
+    };
+
+    #[test]
+    fn after_a_switch_the_new_device_is_not_judged_by_the_old_ones_standing() {
+        let f = Fake::new();
+        let mut p = f.policy(&f.state);
+        assert!(!p.update(FAILING), "no switch yet");
+        assert_eq!(f.quality(), "0");
+        // What the kernel does after that write: the best other device.
+        f.write("rng_current", "good_rng.1");
+        f.write("rng_quality", "1024");
+        // The pool's standing still says failing (it read bad_rng.0): the
+        // switch is seen first and the standing not applied.
+        assert!(p.update(FAILING), "switch reported");
+        assert_eq!(f.quality(), "1024", "good_rng.1 kept its quality");
+        assert!(!p.quarantine.is_held("good_rng.1"));
+        assert!(p.quarantine.is_held("bad_rng.0"));
+        // Seen before a cycle too.
+        f.write("rng_current", "bad_rng.0");
+        assert!(p.switched());
+        assert!(!p.switched(), "reported once");
+    }
+
+    #[test]
+    fn an_unwritable_marker_still_cuts_the_credit_and_is_counted() {
+        let f = Fake::new();
+        // A file where the state folder should be: nothing can go in it.
+        std::fs::write(&f.state, "occupied").unwrap();
+        let mut p = f.policy(&f.state.join("sub"));
+        p.update(FAILING);
+        assert_eq!(f.quality(), "0", "fails closed");
+        assert!(p.quarantine.is_held("bad_rng.0"));
+    }
+
+    #[test]
+    fn a_quality_raised_from_outside_while_failing_is_put_back_to_zero() {
+        let f = Fake::new();
+        let mut p = f.policy(&f.state);
+        p.update(FAILING);
+        assert_eq!(f.quality(), "0");
+        f.write("rng_quality", "1024");
+        p.update(FAILING);
+        assert_eq!(f.quality(), "0");
+        // While it passes (before the lift) the operator's word stands.
+        f.write("rng_quality", "1024");
+        p.update(HwrngStanding {
+            failing: false,
+            trusted_passes: 3,
+        });
+        assert_eq!(f.quality(), "1024");
+        let marker = std::fs::read_to_string(f.state.join("hwrng-quarantine")).unwrap();
+        assert_eq!(
+            marker, "bad_rng.0 1024\n",
+            "the recorded quality is the original"
+        );
     }
 }

@@ -20,8 +20,13 @@ pub struct SinkSet {
     slots: Vec<SinkSlot>,
     credited: Counter,
     reseeds: Counter,
+    reseeds_skipped: Counter,
     /// Credited bits not yet counted in whole bytes.
     credited_bits_remainder: u64,
+    /// Deliveries that carried credit to the kernel, for the CRNG watch.
+    credited_deliveries: u64,
+    /// "CRNG not ready" has been logged.
+    told_crng_not_ready: bool,
 }
 
 impl SinkSet {
@@ -51,8 +56,21 @@ impl SinkSet {
             slots,
             credited: zero(counter!(names::ENTROPY_CREDITED_BYTES)),
             reseeds: zero(counter!(names::KERNEL_RESEEDS)),
+            reseeds_skipped: zero(counter!(names::KERNEL_RESEEDS_SKIPPED)),
             credited_bits_remainder: 0,
+            credited_deliveries: 0,
+            told_crng_not_ready: false,
         })
+    }
+
+    /// Deliveries so far that carried credit to the kernel.
+    pub fn credited_deliveries(&self) -> u64 {
+        self.credited_deliveries
+    }
+
+    /// Whether a kernel sink is configured.
+    pub fn has_kernel(&self) -> bool {
+        self.slots.iter().any(|s| s.spec == SinkSpec::Kernel)
     }
 
     pub fn len(&self) -> usize {
@@ -78,12 +96,21 @@ impl SinkSet {
                 debug!(sink = %s.spec, bytes = d.bytes, credited_bits = d.credited_bits, "delivered");
                 s.bytes.increment(d.bytes as u64);
                 if d.credited_bits > 0 {
+                    self.credited_deliveries += 1;
                     self.credited_bits_remainder += d.credited_bits;
                     self.credited.increment(self.credited_bits_remainder / 8);
                     self.credited_bits_remainder %= 8;
                 }
                 if d.reseeded {
                     self.reseeds.increment(1);
+                }
+                if d.crng_not_ready {
+                    self.reseeds_skipped.increment(1);
+                    if !self.told_crng_not_ready {
+                        info!(sink = %s.spec, credited_bits = d.credited_bits,
+                              "the kernel's CRNG is not ready yet: bytes added and credited, the reseed skipped until it is");
+                        self.told_crng_not_ready = true;
+                    }
                 }
                 if s.failing {
                     info!(sink = %s.spec, "sink works again");

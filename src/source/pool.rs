@@ -521,11 +521,17 @@ impl SourcePool {
         }
     }
 
-    /// The device behind the hwrng changed (`rng_current`): its stream is a
-    /// new one, judged from a start-up test on.
-    pub fn restart_hwrng(&mut self) {
+    /// The device behind the hwrng changed (`rng_current`): the source now
+    /// reads another device, whose standing owes nothing to the one before.
+    /// Its failures, backoff and probe are forgotten, and it is judged from
+    /// a start-up test on bytes read from now on.
+    pub fn rejudge_hwrng(&mut self) {
         for slot in self.slots.iter_mut().filter(|s| s.is_hwrng) {
+            slot.health.recovered();
+            slot.failed_by_tests = false;
+            slot.probe_left = 0;
             slot.restart();
+            slot.show_up();
         }
     }
 }

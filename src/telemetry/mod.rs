@@ -60,6 +60,19 @@ pub fn describe() {
         KERNEL_RESEEDS,
         "Reseeds of the kernel CRNG forced after a delivery."
     );
+    describe_counter!(
+        KERNEL_RESEEDS_SKIPPED,
+        "Deliveries to the kernel sink whose reseed was skipped because the CRNG was not ready yet (RNDRESEEDCRNG: ENODATA); their bytes were added and credited."
+    );
+    describe_gauge!(
+        KERNEL_CRNG_READY,
+        "1 once the kernel's CRNG is ready (getrandom with GRND_NONBLOCK gives bytes), 0 before."
+    );
+    describe_gauge!(
+        KERNEL_CRNG_READY_BOOT_SECONDS,
+        Unit::Seconds,
+        "Seconds after boot (CLOCK_BOOTTIME) at which the daemon saw the CRNG become ready; NaN if it was ready when the daemon started."
+    );
     describe_counter!(CYCLES, "Refresh cycles, by result.");
     describe_gauge!(
         LAST_REFRESH_TIMESTAMP,
@@ -87,6 +100,10 @@ pub fn describe() {
     describe_gauge!(
         HWRNG_QUARANTINED,
         "1 while the daemon holds the hardware RNG's rng_quality at 0."
+    );
+    describe_counter!(
+        HWRNG_QUARANTINE_MARKER_ERRORS,
+        "Quarantines whose marker could not be written: the device was held at 0 all the same, but the hold does not outlive the process."
     );
     describe_counter!(PUSH_ERRORS, "Failed pushes to the Pushgateway.");
 }
