@@ -42,8 +42,14 @@ def test_the_extracted_binary_runs(deb, tmp_path):
     subprocess.run(["dpkg-deb", "-x", deb, tmp_path], check=True)
     p = subprocess.run([tmp_path / "usr/bin/random-refresher", "--help"], capture_output=True, text=True)
     assert p.returncode == 0 and "check" in p.stdout, p.stderr
+    # The default file sets nothing: EnvironmentFile= overrides every
+    # Environment=, so a line shipped there would hide the drop-ins' (the
+    # kernel sink's). The default sink is the unit's.
     default = (tmp_path / "etc/default/random-refresher").read_text()
-    assert "RANDOM_REFRESHER_SINK=mix" in default
+    assert [line for line in default.splitlines() if line.strip() and not line.startswith("#")] == [], default
+    assert "#RANDOM_REFRESHER_SINK=mix" in default
+    unit = (tmp_path / "lib/systemd/system/random-refresher.service").read_text()
+    assert "Environment=RANDOM_REFRESHER_SINK=mix" in unit.splitlines()
     # The man page and completions come from the command line's definition.
     page = next((tmp_path / "usr/share/man/man1").glob("random-refresher.1*"))
     roff = subprocess.run(["zcat", "-f", page], capture_output=True, text=True, check=True).stdout
