@@ -56,6 +56,9 @@ source "$root/tests/chart-setup.sh"
 # arm64: Rust targets, cross linker, qemu-user-static, binfmt_misc handler.
 source "$root/tests/arm64-setup.sh"
 
+# qemu-system, Debian's 6.12 cloud kernels and busybox for the VM scenarios.
+source "$root/tests/vm-setup.sh"
+
 # Docker, a local builder image and the project's image (RR_IMAGE).
 source "$root/tests/docker-setup.sh"
 
