@@ -135,6 +135,7 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
         limits,
         kernel: KernelPaths::new(&s.kernel.proc_root, &s.kernel.sys_root),
         quarantine: args.quarantine_hwrng,
+        hold_quality: args.hold_hwrng_quality,
         hwrng: args.hwrng.hwrng.clone(),
         state_dir: Some(args.state.state_dir.clone()),
     })

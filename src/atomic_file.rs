@@ -15,6 +15,17 @@ use std::path::Path;
 /// Writes `bytes` to `path` atomically, with mode 0600. `temp_prefix`
 /// names the temporary file, so that a later start can clear leftovers.
 pub fn replace(path: &Path, temp_prefix: &str, bytes: &[u8]) -> std::io::Result<()> {
+    replace_with(path, temp_prefix, bytes, |_| Ok(()))
+}
+
+/// [`replace`], calling `before_rename` on the written temporary file
+/// (to set an attribute the new file must have from its first instant).
+pub fn replace_with(
+    path: &Path,
+    temp_prefix: &str,
+    bytes: &[u8],
+    before_rename: impl FnOnce(&File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -22,6 +33,7 @@ pub fn replace(path: &Path, temp_prefix: &str, bytes: &[u8]) -> std::io::Result<
     let (temp, mut f) = create_temp(dir, temp_prefix)?;
     let result = (|| {
         f.write_all(bytes)?;
+        before_rename(&f)?;
         f.sync_all()?;
         std::fs::rename(&temp, path)?;
         File::open(dir)?.sync_all()

@@ -265,7 +265,9 @@ pub struct RefreshArgs {
     pub source: SourceArgs,
 
     /// Where tested bytes go, repeatable: `kernel` (credit and reseed; needs
-    /// CAP_SYS_ADMIN), `mix` (mixed in, no credit), `file:PATH`, `stdout`.
+    /// CAP_SYS_ADMIN), `mix` (mixed in, no credit), `file:PATH` (a seed
+    /// file), `creditable-file:PATH` (a seed file marked for
+    /// systemd-random-seed to credit at the next boot), `stdout`.
     /// Also RANDOM_REFRESHER_SINK, comma-separated. [default: kernel]
     #[arg(long = "sink", value_name = "SPEC")]
     pub sinks: Vec<SinkSpec>,
@@ -318,6 +320,13 @@ pub struct RefreshArgs {
     /// rng_quality to 0 so that the kernel stops crediting the device too.
     #[arg(long, env = "RANDOM_REFRESHER_QUARANTINE_HWRNG")]
     pub quarantine_hwrng: bool,
+
+    /// Hold the current hwrng's rng_quality at 0 while the daemon runs,
+    /// passing or not, so that the kernel credits only bytes this daemon
+    /// tested (for kernels booted without rng_core.default_quality=0). Given
+    /// back at a clean exit.
+    #[arg(long, env = "RANDOM_REFRESHER_HOLD_HWRNG_QUALITY")]
+    pub hold_hwrng_quality: bool,
 
     #[command(flatten)]
     pub hwrng: HwrngArgs,

@@ -34,6 +34,8 @@ pub struct Config {
     pub kernel: KernelPaths,
     /// Hold the kernel's `rng_quality` at 0 while the hwrng source fails.
     pub quarantine: bool,
+    /// Hold the current hwrng's `rng_quality` at 0 while running.
+    pub hold_quality: bool,
     /// The kernel's hwrng device: the source that is this same file is the
     /// one the quarantine judges.
     pub hwrng: PathBuf,
@@ -57,8 +59,11 @@ pub enum StartError {
     },
     #[error("--sink {spec}: {source}")]
     Sink { spec: SinkSpec, source: SinkError },
-    #[error("--quarantine-hwrng: {0}")]
-    Quarantine(#[from] QuarantineError),
+    #[error("{option}: {source}")]
+    Quarantine {
+        option: &'static str,
+        source: QuarantineError,
+    },
     #[error(
         "--quarantine-hwrng: no --source is the hwrng device {0} (compared by device number, or by inode for other files); set --hwrng to the path of the device"
     )]

@@ -21,7 +21,7 @@ pub use config::{Config, MAX_BATCH_BYTES, StartError, TooManyFailures};
 pub use run::Request;
 
 use crate::kernel::Quarantine;
-use crate::sink::{QuarantinePolicy, SinkSet, SinkSpec};
+use crate::sink::{QuarantinePolicy, QuarantineRules, SinkSet, SinkSpec};
 use crate::source::{SourcePool, SourceSpec};
 use crate::telemetry::exporter::Exporter;
 use crate::telemetry::{LoopStatus, names};
@@ -75,11 +75,23 @@ impl Refresher {
         }
         let sinks = SinkSet::open(&c.sinks, &c.random_device)
             .map_err(|(spec, source)| StartError::Sink { spec, source })?;
-        let quarantine = match c.quarantine {
-            true => Some(QuarantinePolicy::new(Quarantine::open(
-                &c.kernel,
-                c.state_dir.as_deref(),
-            )?)),
+        let rules = QuarantineRules {
+            quarantine: c.quarantine,
+            hold_always: c.hold_quality,
+        };
+        let quarantine = match rules.quarantine || rules.hold_always {
+            true => {
+                let q = Quarantine::open(&c.kernel, c.state_dir.as_deref()).map_err(|source| {
+                    StartError::Quarantine {
+                        option: match rules.quarantine {
+                            true => "--quarantine-hwrng",
+                            false => "--hold-hwrng-quality",
+                        },
+                        source,
+                    }
+                })?;
+                Some(QuarantinePolicy::new(q, rules))
+            }
             false => None,
         };
         let zero = |c: Counter| {

@@ -15,7 +15,7 @@ use std::str::FromStr;
 
 pub use batch::Batch;
 pub use kernel::{KernelSink, has_sys_admin};
-pub use quarantine::QuarantinePolicy;
+pub use quarantine::{QuarantinePolicy, Rules as QuarantineRules};
 pub use seed_file::SeedFile;
 pub use set::SinkSet;
 
@@ -25,6 +25,10 @@ pub enum SinkSpec {
     Kernel,
     Mix,
     File(PathBuf),
+    /// A seed file for systemd-random-seed: marked creditable (the extended
+    /// attribute `user.random-seed-creditable`), which is what makes systemd
+    /// credit it at the next boot.
+    CreditableFile(PathBuf),
     Stdout,
 }
 
@@ -36,13 +40,23 @@ impl FromStr for SinkSpec {
             "kernel" => Ok(Self::Kernel),
             "mix" => Ok(Self::Mix),
             "stdout" => Ok(Self::Stdout),
-            _ => match s.strip_prefix("file:") {
-                Some("") => Err("`file:` needs a path, as in file:/var/lib/random-seed".into()),
-                Some(p) => Ok(Self::File(p.into())),
-                None => Err(format!(
-                    "`{s}` is not a sink: expected kernel, mix, file:PATH or stdout"
-                )),
-            },
+            _ => {
+                if let Some(p) = s.strip_prefix("creditable-file:") {
+                    return match p {
+                        "" => Err("`creditable-file:` needs a path, as in creditable-file:/var/lib/systemd/random-seed".into()),
+                        p => Ok(Self::CreditableFile(p.into())),
+                    };
+                }
+                match s.strip_prefix("file:") {
+                    Some("") => {
+                        Err("`file:` needs a path, as in file:/var/lib/random-seed".into())
+                    }
+                    Some(p) => Ok(Self::File(p.into())),
+                    None => Err(format!(
+                        "`{s}` is not a sink: expected kernel, mix, file:PATH, creditable-file:PATH or stdout"
+                    )),
+                }
+            }
         }
     }
 }
@@ -53,6 +67,7 @@ impl fmt::Display for SinkSpec {
             Self::Kernel => f.write_str("kernel"),
             Self::Mix => f.write_str("mix"),
             Self::File(p) => write!(f, "file:{}", p.display()),
+            Self::CreditableFile(p) => write!(f, "creditable-file:{}", p.display()),
             Self::Stdout => f.write_str("stdout"),
         }
     }
@@ -64,7 +79,7 @@ impl SinkSpec {
         match self {
             Self::Kernel => "kernel",
             Self::Mix => "mix",
-            Self::File(_) => "file",
+            Self::File(_) | Self::CreditableFile(_) => "file",
             Self::Stdout => "stdout",
         }
     }
@@ -173,7 +188,8 @@ impl Sink {
                 device: open_random_device(random_device)?,
                 path: random_device.into(),
             },
-            SinkSpec::File(p) => Self::File(SeedFile::open(p)?),
+            SinkSpec::File(p) => Self::File(SeedFile::open(p, false)?),
+            SinkSpec::CreditableFile(p) => Self::File(SeedFile::open(p, true)?),
             SinkSpec::Stdout => Self::Stdout(StdoutSink::open()?),
         })
     }

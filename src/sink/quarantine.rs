@@ -8,8 +8,19 @@
 //! when the daemon stops (too many failed cycles, SIGTERM, `once`) stays
 //! held, with its record in the marker, until a later run sees it pass or an
 //! operator runs `random-refresher quarantine --release`.
+//!
+//! `--hold-hwrng-quality` holds whatever device is current at 0 for as long
+//! as the daemon runs, passing or not: the kernel credits its hwrng blindly
+//! from the moment the driver loads, and this keeps it from crediting
+//! untested bytes from the daemon's start on (the daemon credits the tested
+//! ones). The kernel still reads and mixes the device's bytes, uncredited,
+//! which is harmless. At a clean exit such a hold is given back: it exists
+//! for while the daemon credits in the device's place, and once the CRNG is
+//! ready (it is, long before an exit) credit changes nothing in the kernel.
+//! A crash leaves it in the marker, and the next start or `quarantine
+//! --release` gives it back. A device held because it fails stays held.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use metrics::{Counter, Gauge, counter, gauge};
 use tracing::{error, warn};
@@ -24,16 +35,28 @@ use crate::telemetry::names;
 /// only a source marked failed starts the count over.
 pub const RELEASE_AFTER_BLOCKS: u64 = 64;
 
+/// Which holds the policy makes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rules {
+    /// `--quarantine-hwrng`: hold a device while the hwrng source fails.
+    pub quarantine: bool,
+    /// `--hold-hwrng-quality`: hold every current device while running.
+    pub hold_always: bool,
+}
+
 pub struct QuarantinePolicy {
     quarantine: Quarantine,
+    rules: Rules,
     /// The device whose bytes the hwrng source reads, as last seen.
     judged: Option<String>,
+    /// Devices held only by `--hold-hwrng-quality`, not for failing.
+    held_by_option: BTreeSet<String>,
     gauges: BTreeMap<String, Gauge>,
     marker_errors: Counter,
 }
 
 impl QuarantinePolicy {
-    pub fn new(quarantine: Quarantine) -> Self {
+    pub fn new(quarantine: Quarantine, rules: Rules) -> Self {
         for (rng, quality) in quarantine.held() {
             warn!(
                 rng,
@@ -47,9 +70,17 @@ impl QuarantinePolicy {
         }
         let marker_errors = counter!(names::HWRNG_QUARANTINE_MARKER_ERRORS);
         marker_errors.absolute(0);
+        // Without the quarantine nothing here judges a device, so what the
+        // marker holds can only be an earlier run's hold by the option.
+        let held_by_option = match rules.quarantine {
+            true => BTreeSet::new(),
+            false => quarantine.held().map(|(r, _)| r.to_string()).collect(),
+        };
         let mut p = Self {
             judged: quarantine.current(),
             quarantine,
+            rules,
+            held_by_option,
             gauges: BTreeMap::new(),
             marker_errors,
         };
@@ -57,13 +88,13 @@ impl QuarantinePolicy {
         p
     }
 
-    /// `random_refresher_hwrng_quarantined{rng}`: 1 for each held device,
-    /// 0 for the judged device while it is not held.
+    /// `random_refresher_hwrng_quarantined{rng}`: 1 for each device held
+    /// for failing, 0 for the judged device while it is not.
     fn show(&mut self) {
         let mut rngs: Vec<String> = self.quarantine.held().map(|(r, _)| r.to_string()).collect();
         rngs.extend(self.judged.clone());
         for rng in rngs {
-            let held = self.quarantine.is_held(&rng);
+            let held = self.quarantine.is_held(&rng) && !self.held_by_option.contains(&rng);
             self.gauges
                 .entry(rng.clone())
                 .or_insert_with(|| gauge!(names::HWRNG_QUARANTINED, "rng" => rng))
@@ -102,9 +133,14 @@ impl QuarantinePolicy {
         let Some(rng) = self.judged.clone() else {
             return false;
         };
-        let result = if standing.failing {
+        let failing = self.rules.quarantine && standing.failing;
+        let passed = self.rules.quarantine && standing.trusted_passes >= RELEASE_AFTER_BLOCKS;
+        let result = if failing {
+            self.held_by_option.remove(&rng);
             self.hold(&rng)
-        } else if self.quarantine.is_held(&rng) && standing.trusted_passes >= RELEASE_AFTER_BLOCKS {
+        } else if self.rules.hold_always {
+            self.hold_by_option(&rng, passed)
+        } else if self.quarantine.is_held(&rng) && passed {
             self.quarantine.release(&rng).map(|released| {
                 if let Some(quality) = released {
                     warn!(
@@ -123,6 +159,32 @@ impl QuarantinePolicy {
         }
         self.show();
         self.switched()
+    }
+
+    /// `--hold-hwrng-quality`: the device is held whatever its standing; a
+    /// quarantine of it ends (by `passed`) in a hold by the option.
+    fn hold_by_option(&mut self, rng: &str, passed: bool) -> Result<(), crate::kernel::QuarantineError> {
+        if self.quarantine.is_held(rng) && !self.held_by_option.contains(rng) {
+            if !passed {
+                return self.hold(rng);
+            }
+            warn!(rng, "the hardware RNG passes its health tests again; its rng_quality stays 0 (--hold-hwrng-quality)");
+        }
+        self.held_by_option.insert(rng.to_string());
+        match self.quarantine.hold(rng)? {
+            Hold::Now { found, marker } => {
+                warn!(rng, rng_quality_was = found,
+                      "rng_quality held at 0 while the daemon runs (--hold-hwrng-quality): the kernel mixes the device's bytes but credits only what this daemon tested");
+                if let Some(e) = marker {
+                    self.marker_errors.increment(1);
+                    error!(rng, error = %e, "the hold's marker was not written: a crash would leave rng_quality at 0 with no record of the quality to give back");
+                }
+            }
+            Hold::Again { found } => warn!(rng, rng_quality_found = found,
+                "rng_quality was raised from outside; held at 0 again (--hold-hwrng-quality)"),
+            Hold::Already => {}
+        }
+        Ok(())
     }
 
     fn hold(&mut self, rng: &str) -> Result<(), crate::kernel::QuarantineError> {
@@ -151,8 +213,18 @@ impl QuarantinePolicy {
         Ok(())
     }
 
-    /// At exit: a held device stays held (see the module docs).
+    /// At exit: a device held by the option gets its quality back; one held
+    /// for failing stays held (see the module docs).
     pub fn finish(&mut self) {
+        for rng in std::mem::take(&mut self.held_by_option) {
+            match self.quarantine.release(&rng) {
+                Ok(Some(quality)) => warn!(rng, rng_quality = quality,
+                    "rng_quality given back at exit (--hold-hwrng-quality)"),
+                Ok(None) => {}
+                Err(e) => error!(rng, error = %e,
+                    "cannot give rng_quality back at exit; `random-refresher quarantine --release` does it"),
+            }
+        }
         for (rng, quality) in self.quarantine.held() {
             warn!(
                 rng,
@@ -209,8 +281,12 @@ mod tests {
         }
 
         fn policy(&self, state: &Path) -> QuarantinePolicy {
+            self.policy_with(state, Rules { quarantine: true, hold_always: false })
+        }
+
+        fn policy_with(&self, state: &Path, rules: Rules) -> QuarantinePolicy {
             let paths = KernelPaths::new(Path::new("/proc"), &self.sys);
-            QuarantinePolicy::new(Quarantine::open(&paths, Some(state)).unwrap())
+            QuarantinePolicy::new(Quarantine::open(&paths, Some(state)).unwrap(), rules)
         }
     }
 
@@ -272,5 +348,49 @@ mod tests {
             marker, "bad_rng.0 1024\n",
             "the recorded quality is the original"
         );
+    }
+
+    const PASSING: HwrngStanding = HwrngStanding {
+        failing: false,
+        trusted_passes: RELEASE_AFTER_BLOCKS,
+    };
+
+    #[test]
+    fn the_hold_option_holds_a_passing_device_and_gives_it_back_at_exit() {
+        let f = Fake::new();
+        let rules = Rules {
+            quarantine: false,
+            hold_always: true,
+        };
+        let mut p = f.policy_with(&f.state, rules);
+        p.update(PASSING);
+        assert_eq!(f.quality(), "0", "held from the start, passing or not");
+        assert!(p.held_by_option.contains("bad_rng.0"));
+        f.write("rng_quality", "1024");
+        p.update(PASSING);
+        assert_eq!(f.quality(), "0", "raised from outside: held again");
+        p.finish();
+        assert_eq!(f.quality(), "1024", "given back at a clean exit");
+        assert!(!f.state.join("hwrng-quarantine").exists());
+    }
+
+    #[test]
+    fn with_both_a_failing_device_is_quarantined_and_after_passing_stays_held_by_the_option() {
+        let f = Fake::new();
+        let rules = Rules {
+            quarantine: true,
+            hold_always: true,
+        };
+        let mut p = f.policy_with(&f.state, rules);
+        p.update(FAILING);
+        assert!(!p.held_by_option.contains("bad_rng.0"), "held for failing");
+        p.update(PASSING);
+        assert_eq!(f.quality(), "0", "the option keeps it at 0");
+        assert!(p.held_by_option.contains("bad_rng.0"));
+        // A failure again makes it a quarantine, which outlives the exit.
+        p.update(FAILING);
+        p.finish();
+        assert_eq!(f.quality(), "0");
+        assert!(f.state.join("hwrng-quarantine").exists());
     }
 }

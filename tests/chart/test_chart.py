@@ -352,6 +352,10 @@ ALERT_CASES = {
         ('random_refresher_source_up{source="s",node="down"}', "0x120"),
         ('random_refresher_source_up{source="s",node="up"}', "1x120"),
     ]),
+    "RandomRefresherCrngNotReady": ("node", "unready", [
+        ('random_refresher_kernel_crng_ready{node="unready"}', "0x120"),
+        ('random_refresher_kernel_crng_ready{node="ready"}', "1x120"),
+    ]),
     "RandomRefresherNoRefresh": ("node", "stuck", [
         ('random_refresher_last_refresh_timestamp_seconds{node="stuck"}', "0x120"),
         ('random_refresher_last_refresh_timestamp_seconds{node="fresh"}', "0+60x120"),

@@ -220,17 +220,34 @@ say_file log /tmp/d.log
 
 def test_the_kernel_on_its_own_credits_a_zero_device_unless_told_not_to(amd64_binary):
     """The threat, measured: with its default quality the kernel makes its
-    CRNG ready from a hwrng of zeros before any user space runs; booted with
-    rng_core.default_quality=0 it does not."""
+    CRNG ready from a hwrng of zeros as soon as the driver loads, before the
+    daemon can act; booted with rng_core.default_quality=0 it does not. On a
+    kernel booted without that parameter, --hold-hwrng-quality keeps the
+    device's credit at 0 from the daemon's start, and gives it back at exit."""
     scenario = HELPERS + """
 insmod /modules/virtio-rng.ko
 wait_for 10 current_is virtio_rng.0
 say "quality=$(cat $hw/rng_quality)"
 wait_for 20 ready; say "became_ready=$?"
 """
-    blind = boot(AMD64, scenario, append="random.trust_cpu=0 random.trust_bootloader=0",
+    hold = f"""
+{DAEMON} --source rdrand --sink kernel --hold-hwrng-quality --state-dir /run/rr 2>/tmp/d.log &
+pid=$!
+wait_for 30 quality_is 0; say "held=$?"
+echo 1024 > $hw/rng_quality
+wait_for 30 quality_is 0; say "held_again=$?"
+kill $pid; wait $pid; say "exit=$?"
+say "quality_after_exit=$(cat $hw/rng_quality)"
+say "marker_after_exit=$(marker)"
+say_file log /tmp/d.log
+"""
+    blind = boot(AMD64, scenario + hold, append="random.trust_cpu=0 random.trust_bootloader=0",
                  rngs=[Backend("/dev/zero")], timeout=120)
     assert blind.first("quality") == "1024" and blind.first("became_ready") == "0", blind.text()
+    assert blind.first("held") == "0" and blind.first("held_again") == "0", blind.text()
+    assert blind.first("exit") == "0", blind.text()
+    assert blind.first("quality_after_exit") == "1024", blind.text()
+    assert blind.first("marker_after_exit") == "none", blind.text()
     held = boot(AMD64, scenario, append=NO_ENTROPY, rngs=[Backend("/dev/zero")], timeout=120)
     assert held.first("quality") == "0" and held.first("became_ready") == "1", held.text()
     record("zero_hwrng_amd64", blind_ready_at=blind.first("kernel_log_crng"), blind_init=blind.first("init"),
