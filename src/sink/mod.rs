@@ -48,9 +48,7 @@ impl FromStr for SinkSpec {
                     };
                 }
                 match s.strip_prefix("file:") {
-                    Some("") => {
-                        Err("`file:` needs a path, as in file:/var/lib/random-seed".into())
-                    }
+                    Some("") => Err("`file:` needs a path, as in file:/var/lib/random-seed".into()),
                     Some(p) => Ok(Self::File(p.into())),
                     None => Err(format!(
                         "`{s}` is not a sink: expected kernel, mix, file:PATH, creditable-file:PATH or stdout"
@@ -258,15 +256,26 @@ mod tests {
 
     #[test]
     fn specs_parse_and_print_back() {
-        for s in ["kernel", "mix", "stdout", "file:/var/lib/seed"] {
+        for s in [
+            "kernel",
+            "mix",
+            "stdout",
+            "file:/var/lib/seed",
+            "creditable-file:/var/lib/systemd/random-seed",
+        ] {
             assert_eq!(s.parse::<SinkSpec>().unwrap().to_string(), s);
         }
         assert!("file:".parse::<SinkSpec>().is_err());
+        assert!("creditable-file:".parse::<SinkSpec>().is_err());
+        assert_eq!(
+            "creditable-file:/s".parse::<SinkSpec>().unwrap(),
+            SinkSpec::CreditableFile("/s".into())
+        );
         assert!(
             "pool"
                 .parse::<SinkSpec>()
                 .unwrap_err()
-                .contains("kernel, mix, file:PATH or stdout")
+                .contains("kernel, mix, file:PATH, creditable-file:PATH or stdout")
         );
     }
 }

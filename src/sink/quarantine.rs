@@ -163,25 +163,38 @@ impl QuarantinePolicy {
 
     /// `--hold-hwrng-quality`: the device is held whatever its standing; a
     /// quarantine of it ends (by `passed`) in a hold by the option.
-    fn hold_by_option(&mut self, rng: &str, passed: bool) -> Result<(), crate::kernel::QuarantineError> {
+    fn hold_by_option(
+        &mut self,
+        rng: &str,
+        passed: bool,
+    ) -> Result<(), crate::kernel::QuarantineError> {
         if self.quarantine.is_held(rng) && !self.held_by_option.contains(rng) {
             if !passed {
                 return self.hold(rng);
             }
-            warn!(rng, "the hardware RNG passes its health tests again; its rng_quality stays 0 (--hold-hwrng-quality)");
+            warn!(
+                rng,
+                "the hardware RNG passes its health tests again; its rng_quality stays 0 (--hold-hwrng-quality)"
+            );
         }
         self.held_by_option.insert(rng.to_string());
         match self.quarantine.hold(rng)? {
             Hold::Now { found, marker } => {
-                warn!(rng, rng_quality_was = found,
-                      "rng_quality held at 0 while the daemon runs (--hold-hwrng-quality): the kernel mixes the device's bytes but credits only what this daemon tested");
+                warn!(
+                    rng,
+                    rng_quality_was = found,
+                    "rng_quality held at 0 while the daemon runs (--hold-hwrng-quality): the kernel mixes the device's bytes but credits only what this daemon tested"
+                );
                 if let Some(e) = marker {
                     self.marker_errors.increment(1);
                     error!(rng, error = %e, "the hold's marker was not written: a crash would leave rng_quality at 0 with no record of the quality to give back");
                 }
             }
-            Hold::Again { found } => warn!(rng, rng_quality_found = found,
-                "rng_quality was raised from outside; held at 0 again (--hold-hwrng-quality)"),
+            Hold::Again { found } => warn!(
+                rng,
+                rng_quality_found = found,
+                "rng_quality was raised from outside; held at 0 again (--hold-hwrng-quality)"
+            ),
             Hold::Already => {}
         }
         Ok(())
@@ -218,8 +231,11 @@ impl QuarantinePolicy {
     pub fn finish(&mut self) {
         for rng in std::mem::take(&mut self.held_by_option) {
             match self.quarantine.release(&rng) {
-                Ok(Some(quality)) => warn!(rng, rng_quality = quality,
-                    "rng_quality given back at exit (--hold-hwrng-quality)"),
+                Ok(Some(quality)) => warn!(
+                    rng,
+                    rng_quality = quality,
+                    "rng_quality given back at exit (--hold-hwrng-quality)"
+                ),
                 Ok(None) => {}
                 Err(e) => error!(rng, error = %e,
                     "cannot give rng_quality back at exit; `random-refresher quarantine --release` does it"),
@@ -281,7 +297,13 @@ mod tests {
         }
 
         fn policy(&self, state: &Path) -> QuarantinePolicy {
-            self.policy_with(state, Rules { quarantine: true, hold_always: false })
+            self.policy_with(
+                state,
+                Rules {
+                    quarantine: true,
+                    hold_always: false,
+                },
+            )
         }
 
         fn policy_with(&self, state: &Path, rules: Rules) -> QuarantinePolicy {

@@ -117,8 +117,14 @@ mod tests {
         // tmpfs since 6.6, btrfs, xfs); the target folder usually does.
         let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
         let (marked, plain) = (dir.path().join("marked"), dir.path().join("plain"));
-        SeedFile::open(&marked, true).unwrap().replace(b"seed").unwrap();
-        SeedFile::open(&plain, false).unwrap().replace(b"seed").unwrap();
+        SeedFile::open(&marked, true)
+            .unwrap()
+            .replace(b"seed")
+            .unwrap();
+        SeedFile::open(&plain, false)
+            .unwrap()
+            .replace(b"seed")
+            .unwrap();
         assert_eq!(creditable(&marked).as_deref(), Some(&b"1"[..]));
         assert_eq!(creditable(&plain), None);
         assert_eq!(std::fs::read(&marked).unwrap(), b"seed");
