@@ -265,6 +265,41 @@ say_file log /tmp/d.log
            held_ready_at=held.first("kernel_log_crng") or "never", held_init=held.first("init"))
 
 
+@pytest.mark.parametrize("arch", [AMD64, ARM64], ids=["amd64", "arm64"])
+def test_a_good_device_credited_by_the_kernel_or_only_through_the_daemon(arch):
+    """A good virtio-rng: the kernel alone makes its CRNG ready from it when
+    the driver loads, untested; with rng_core.default_quality=0 it is ready
+    at the daemon's first tested delivery, and not before."""
+    built(arch)
+    scenario = HELPERS + f"""
+insmod /modules/virtio-rng.ko
+wait_for 10 current_is virtio_rng.0
+say "loaded=$(cut -d' ' -f1 /proc/uptime)"
+say "quality=$(cat $hw/rng_quality)"
+sleep 1
+say "ready_before_daemon=$(crng-ready)"
+{DAEMON} --source /dev/hwrng --sink kernel 2>/tmp/d.log &
+pid=$!
+wait_for 60 ready; say "became_ready=$?"
+sleep 1
+metrics kernel_crng
+kill $pid; wait $pid
+say_file log /tmp/d.log
+"""
+    blind = boot(arch, scenario, append="random.trust_cpu=0 random.trust_bootloader=0",
+                 rngs=[Backend("/dev/urandom")], timeout=180)
+    assert blind.first("quality") == "1024" and blind.first("ready_before_daemon") == "1", blind.text()
+    held = boot(arch, scenario, append=NO_ENTROPY, rngs=[Backend("/dev/urandom")], timeout=180)
+    assert held.first("quality") == "0" and held.first("ready_before_daemon") == "0", held.text()
+    assert held.first("became_ready") == "0", held.text()
+    made = [line["delivery"] for line in log_lines(held)
+            if line.get("message", "").startswith("the kernel's CRNG is ready, made ready by this daemon")]
+    assert made == [1], held.text()
+    record(f"good_hwrng_{arch.name}", blind_loaded=blind.first("loaded"), blind_ready_at=blind.first("kernel_log_crng"),
+           held_loaded=held.first("loaded"),
+           held_ready_at=metric(held, "random_refresher_kernel_crng_ready_boot_time_seconds"))
+
+
 def test_arm64_before_the_crng_is_ready_rndrrs_makes_it_ready_and_the_zeros_are_quarantined():
     """The arm64 form of the scenario above: rndrrs is credited 8 bits a
     byte, so the daemon's first delivery makes the CRNG ready."""
