@@ -198,8 +198,11 @@ say_file log /tmp/d.log
     made = [line for line in lines
             if line.get("message", "").startswith("the kernel's CRNG is ready, made ready by this daemon")]
     assert len(made) == 1, r.text()
+    # Four deliveries (312 bits) make it ready, three (234) do not; the
+    # kernel's own interrupt timings credit a few bits a second too, so
+    # three can do when a slow host drags the boot out.
     delivery = made[0]["delivery"]
-    assert delivery == 4, made
+    assert delivery in (3, 4), made
     assert metric(r, "random_refresher_kernel_reseeds_skipped_total") == delivery - 1
     assert metric(r, "random_refresher_kernel_crng_ready") == 1
     ready_at = metric(r, "random_refresher_kernel_crng_ready_boot_time_seconds")
