@@ -72,6 +72,29 @@ fn create_temp(dir: &Path, temp_prefix: &str) -> std::io::Result<(std::path::Pat
     }
 }
 
+/// Whether `name` has the shape of a temporary file [`replace`] makes with
+/// `temp_prefix`: the prefix, a pid, eight hex digits and an attempt number.
+/// A start-up sweep removes only those, never another program's files that
+/// happen to share the prefix.
+pub fn is_temp_name(name: &str, temp_prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(temp_prefix) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('.').collect();
+    let digits = |s: &str, hex: bool| {
+        !s.is_empty()
+            && s.chars().all(|c| {
+                if hex {
+                    c.is_ascii_hexdigit()
+                } else {
+                    c.is_ascii_digit()
+                }
+            })
+    };
+    matches!(parts.as_slice(), [pid, nanos, attempt]
+        if digits(pid, false) && nanos.len() == 8 && digits(nanos, true) && digits(attempt, false))
+}
+
 /// Reads a small file without following a symlink at its path.
 pub fn read_no_follow(path: &Path) -> std::io::Result<String> {
     let mut f = OpenOptions::new()

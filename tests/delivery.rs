@@ -286,3 +286,34 @@ fn a_boot_tools_seed_file_holds_its_own_tested_bytes() {
         0o600
     );
 }
+
+#[test]
+fn a_seed_file_path_that_is_a_device_is_refused_and_left_as_it_is() {
+    use std::os::unix::fs::FileTypeExt;
+    if !require_root() {
+        return;
+    }
+    let dir = temp_dir();
+    let src = write(dir.path(), "source", &framed(&[good_block(380)]));
+    // A node of our own like /dev/null (1:3), so that a regression cannot
+    // replace the machine's.
+    let null = dir.path().join("null");
+    let c = std::ffi::CString::new(null.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, libc::makedev(1, 3)) };
+    assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
+    let sink = format!("file:{}", null.display());
+    let out = run(&["once", "--source", src.to_str().unwrap(), "--sink", &sink]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("--sink {sink}"))
+            && stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+    let m = std::fs::symlink_metadata(&null).unwrap();
+    assert!(
+        m.file_type().is_char_device(),
+        "the device node was replaced"
+    );
+}

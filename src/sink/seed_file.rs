@@ -26,6 +26,7 @@ impl SeedFile {
             path: path.into(),
             source,
         };
+        refuse_other_than_a_file(path).map_err(err)?;
         let name = path
             .file_name()
             .ok_or_else(|| err(std::io::Error::other("the path names no file")))?
@@ -37,11 +38,11 @@ impl SeedFile {
         let temp_prefix = format!(".{name}.tmp.");
         for entry in std::fs::read_dir(&dir).map_err(err)? {
             let entry = entry.map_err(err)?;
-            if entry
-                .file_name()
-                .to_string_lossy()
-                .starts_with(&temp_prefix)
-            {
+            let ours = crate::atomic_file::is_temp_name(
+                &entry.file_name().to_string_lossy(),
+                &temp_prefix,
+            ) && entry.file_type().is_ok_and(|t| t.is_file());
+            if ours {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -59,12 +60,27 @@ impl SeedFile {
             true => mark_creditable(f),
             false => Ok(()),
         };
-        crate::atomic_file::replace_with(&self.path, &self.temp_prefix, bytes, mark).map_err(
-            |source| SinkError::SeedFile {
+        refuse_other_than_a_file(&self.path)
+            .and_then(|()| {
+                crate::atomic_file::replace_with(&self.path, &self.temp_prefix, bytes, mark)
+            })
+            .map_err(|source| SinkError::SeedFile {
                 path: self.path.clone(),
                 source,
-            },
-        )
+            })
+    }
+}
+
+/// The rename would replace whatever is at the path: a device node such as
+/// /dev/null, a FIFO, a folder's link. Only a regular file (or nothing) is a
+/// seed to renew. Checked at start (exit 2) and before every replacement.
+fn refuse_other_than_a_file(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_file() => Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "exists and is not a regular file (a device, FIFO, folder or link); a seed file only replaces a regular file",
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -128,5 +144,45 @@ mod tests {
         assert_eq!(creditable(&marked).as_deref(), Some(&b"1"[..]));
         assert_eq!(creditable(&plain), None);
         assert_eq!(std::fs::read(&marked).unwrap(), b"seed");
+    }
+
+    #[test]
+    fn a_path_that_is_not_a_regular_file_is_refused_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), &link).unwrap();
+        for path in [Path::new("/dev/null"), &fifo, dir.path(), &link] {
+            let e = SeedFile::open(path, false).unwrap_err().to_string();
+            assert!(e.contains("not a regular file"), "{path:?}: {e}");
+        }
+        // A regular file, or nothing yet, is a seed to renew.
+        std::fs::write(dir.path().join("seed"), b"old").unwrap();
+        let mut seed = SeedFile::open(&dir.path().join("seed"), false).unwrap();
+        seed.replace(b"new").unwrap();
+        SeedFile::open(&dir.path().join("absent"), false).unwrap();
+        // Something put at the path later is not replaced either.
+        std::fs::remove_file(dir.path().join("seed")).unwrap();
+        std::fs::create_dir(dir.path().join("seed")).unwrap();
+        assert!(seed.replace(b"newer").is_err());
+        assert!(dir.path().join("seed").is_dir());
+    }
+
+    #[test]
+    fn the_start_sweep_removes_only_temporary_files_of_our_own_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = dir.path().join(".seed.tmp.4242.0000abcd.0");
+        let theirs = dir.path().join(".seed.tmp.something-else");
+        let fifo_shaped = dir.path().join(".seed.tmp.1.00000000.1");
+        std::fs::write(&ours, b"x").unwrap();
+        std::fs::write(&theirs, b"x").unwrap();
+        std::fs::create_dir(&fifo_shaped).unwrap();
+        SeedFile::open(&dir.path().join("seed"), false).unwrap();
+        assert!(!ours.exists(), "a leftover of a killed run is cleared");
+        assert!(theirs.exists(), "another program's file is left alone");
+        assert!(fifo_shaped.exists(), "only regular files are removed");
     }
 }
