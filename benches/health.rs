@@ -221,6 +221,7 @@ fn cycle(c: &mut Criterion) {
         limits: limits(),
         kernel: KernelPaths::new("/proc".as_ref(), "/sys".as_ref()),
         quarantine: false,
+        hold_quality: false,
         hwrng: "/dev/hwrng".into(),
         state_dir: None,
     };
