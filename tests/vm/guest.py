@@ -38,7 +38,9 @@ export PATH=/bin:/sbin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mount -t tmpfs tmp /tmp
+# /tmp stays the initramfs's own (it is writable memory already): a tmpfs
+# over it would hide files placed at host paths under /tmp, such as the
+# binary the arm64 tests start from a clone in /tmp.
 mount -t tmpfs run /run
 ip link set lo up
 exec 3>/dev/hvc0
