@@ -1,4 +1,6 @@
-//! Whether the kernel's CRNG is ready, watched once a cycle.
+//! Whether the kernel's CRNG is ready, watched before and after each
+//! cycle's deliveries until it is (it never becomes unready again, so the
+//! watch then stops looking).
 //!
 //! Credit matters only until the CRNG is first ready (`credit_init_bits`
 //! returns at once after that), so the moment it becomes ready, and whether
@@ -50,6 +52,9 @@ impl CrngWatch {
     /// daemon's deliveries to the kernel sink that carried credit;
     /// `credited_now` says whether this cycle made one.
     pub fn observe(&mut self, credited_deliveries: u64, credited_now: bool) {
+        if self.ready == Some(true) {
+            return;
+        }
         let now = crng_ready();
         if self.ready == Some(false) && now == Some(true) {
             let since_boot = seconds_since_boot();

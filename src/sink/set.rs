@@ -68,11 +68,6 @@ impl SinkSet {
         self.credited_deliveries
     }
 
-    /// Whether a kernel sink is configured.
-    pub fn has_kernel(&self) -> bool {
-        self.slots.iter().any(|s| s.spec == SinkSpec::Kernel)
-    }
-
     pub fn len(&self) -> usize {
         self.slots.len()
     }
