@@ -41,10 +41,178 @@ def test_the_package_holds_the_binary_the_unit_and_the_default_config(deb):
     for path in ["./usr/libexec/random-refresher/wait-for-hwrng", "./usr/share/initramfs-tools/hooks/random-refresher",
                  "./usr/share/initramfs-tools/scripts/init-premount/random-refresher"]:
         assert re.search(rf"^-rwxr-xr-x .* {re.escape(path)}$", listing, re.M), listing
-    fields = subprocess.run(["dpkg-deb", "-f", deb], capture_output=True, text=True, check=True).stdout
-    assert re.search(r"^Conflicts: .*rng-tools", fields, re.M), fields
     conffiles = subprocess.run(["dpkg-deb", "--ctrl-tarfile", deb], capture_output=True, check=True).stdout
     assert b"conffiles" in conffiles
+
+
+def control_fields(deb):
+    text = subprocess.run(["dpkg-deb", "-f", deb], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"^(\S+): (.*)$", text, re.M))
+
+
+def test_the_control_fields_name_a_maintainer_and_conflict_with_no_package(deb):
+    fields = control_fields(deb)
+    # rng-tools5 and rng-tools-debian ship rngtest, which an operator
+    # compares this daemon with: the package must not remove them. Their
+    # rngd is kept from running beside it by the unit (Conflicts=).
+    for field in ["Conflicts", "Breaks", "Replaces"]:
+        assert field not in fields, fields
+    # Debian policy 5.6.2: a name and an e-mail address. The address is a
+    # placeholder under the reserved .invalid domain, and says so.
+    assert fields["Maintainer"] == "random-refresher developers <maintainers@random-refresher.invalid>", fields
+    assert re.fullmatch(r"[^<>]+ <[^@<>\s]+@[^@<>\s]+\.[a-z]+>", fields["Maintainer"])
+
+
+# The rngd packages as Debian bookworm's status file holds them (their
+# control fields, from the packages).
+RNGD_PACKAGES = {
+    "rng-tools5": "Version: 5-4.1\nConflicts: rng-tools\n",
+    "rng-tools-debian": ("Version: 2.3\nConflicts: intel-rng-tools\nBreaks: rng-tools (>= 5migratf), rng-tools (<< 5migrate)\n"
+                         "Replaces: intel-rng-tools, rng-tools\nProvides: intel-rng-tools, rng-tools (= 2.3)\n"),
+}
+
+
+def dpkg_dry_run_install(deb, tmp_path, installed):
+    """`dpkg --dry-run --install` into a scratch root whose status holds
+    libc6 and the given {package: fields}: dpkg's own dependency and
+    conflict checks, leaving the machine's dpkg database alone."""
+    admin = tmp_path / "root/var/lib/dpkg"
+    for sub in ["info", "updates", "triggers"]:
+        (admin / sub).mkdir(parents=True)
+    (admin / "available").write_text("")
+    stanzas = []
+    for name, fields in {"libc6": "Version: 2.36-9+deb12u10\nMulti-Arch: same\n", **installed}.items():
+        stanzas.append(f"Package: {name}\nStatus: install ok installed\nArchitecture: amd64\n{fields}"
+                       "Maintainer: Debian <debian@example.invalid>\nDescription: stand-in\n")
+        (admin / "info" / f"{name}{':amd64' if name == 'libc6' else ''}.list").write_text("")
+    (admin / "status").write_text("\n".join(stanzas))
+    return subprocess.run(["dpkg", f"--root={tmp_path / 'root'}", "--dry-run", "--install", str(deb)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("other", RNGD_PACKAGES)
+def test_the_package_installs_beside_rngtests_package(deb, tmp_path, other):
+    p = dpkg_dry_run_install(deb, tmp_path / "beside", {other: RNGD_PACKAGES[other]})
+    assert p.returncode == 0, p.stdout + p.stderr
+    # The check is not a rubber stamp: a package that conflicts is refused.
+    p = dpkg_dry_run_install(deb, tmp_path / "refused", {other: RNGD_PACKAGES[other],
+                                                         "stand-in": "Version: 1\nConflicts: random-refresher\n"})
+    assert p.returncode != 0 and "conflict" in p.stderr, p.stdout + p.stderr
+
+
+def unit_values(path, section, key):
+    values, current = [], None
+    for line in open(path).read().splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            current = line
+        elif current == f"[{section}]" and line.startswith(f"{key}="):
+            values += line.split("=", 1)[1].split()
+    return values
+
+
+def test_the_unit_conflicts_with_rngd_under_each_of_its_names(deb, tmp_path):
+    subprocess.run(["dpkg-deb", "-x", deb, tmp_path], check=True)
+    conflicts = set(unit_values(tmp_path / "lib/systemd/system/random-refresher.service", "Unit", "Conflicts"))
+    # rng-tools5 ships rngd.service; rng-tools-debian ships only an init
+    # script, /etc/init.d/rng-tools-debian (LSB Provides: rng-tools-debian
+    # rng-tools), which systemd-sysv-generator turns into
+    # rng-tools-debian.service aliased rng-tools.service, the older
+    # packages' name.
+    assert conflicts == {"rngd.service", "rng-tools-debian.service", "rng-tools.service"}, conflicts
+    listing = subprocess.run(["dpkg-query", "-L", "rng-tools5"], capture_output=True, text=True)
+    if listing.returncode == 0:  # tests/setup.sh installs it, for rngtest
+        units = {os.path.basename(f) for f in listing.stdout.split() if re.match(r"^(/usr)?/lib/systemd/system/.*\.service$", f)}
+        assert units and units <= conflicts, units
+    # Not the early unit: a oneshot at boot, done before rngd starts.
+    early = set(unit_values(tmp_path / "lib/systemd/system/random-refresher-early.service", "Unit", "Conflicts"))
+    assert not conflicts & early, early
+
+
+# Stand-ins for systemctl and deb-systemd-invoke: they record their calls.
+RECORDER = '#!/bin/sh\necho "$(basename "$0") $*" >>"$RR_CALLS"\n'
+
+
+class Maintscripts:
+    """The package's maintainer scripts run as dpkg runs them, against a
+    scratch root holding the package's files (DPKG_ROOT, which the real
+    deb-systemd-helper honours, keeping its links and state there).
+    systemctl and deb-systemd-invoke are stand-ins that record their calls.
+    Each script runs in a mount namespace of its own with a fresh /run, so
+    that /run/systemd/system exists (a machine running systemd) or not (a
+    chroot) whatever this machine runs."""
+
+    def __init__(self, deb, tmp_path, systemd):
+        self.root, self.control, self.bin = tmp_path / "root", tmp_path / "control", tmp_path / "bin"
+        subprocess.run(["dpkg-deb", "-x", deb, self.root], check=True)
+        subprocess.run(["dpkg-deb", "-e", deb, self.control], check=True)
+        self.bin.mkdir()
+        for tool in ["systemctl", "deb-systemd-invoke"]:
+            (self.bin / tool).write_text(RECORDER)
+            (self.bin / tool).chmod(0o755)
+        self.calls = tmp_path / "calls"
+        self.systemd = systemd
+
+    def run(self, script, *args):
+        """Runs one script with dpkg's arguments; returns the calls recorded."""
+        self.calls.write_text("")
+        setup = "mount -t tmpfs tmpfs /run" + (" && mkdir -p /run/systemd/system" if self.systemd else "")
+        env = {"PATH": f"{self.bin}:/usr/sbin:/usr/bin:/sbin:/bin", "DPKG_ROOT": str(self.root),
+               "DPKG_MAINTSCRIPT_PACKAGE": "random-refresher", "DPKG_MAINTSCRIPT_NAME": script,
+               "RR_CALLS": str(self.calls)}
+        p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                            f'{setup} && exec sh "$0" "$@"', str(self.control / script), *args],
+                           env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, f"{script} {args}: {p.stdout}{p.stderr}"
+        return self.calls.read_text().splitlines()
+
+    def link(self, path):
+        """Where a link under the root points, or None."""
+        full = self.root / path
+        return os.readlink(full) if os.path.islink(full) else None
+
+
+DAEMON_WANTS = "etc/systemd/system/multi-user.target.wants/random-refresher.service"
+EARLY_WANTS = "etc/systemd/system/sysinit.target.wants/random-refresher-early.service"
+RELOAD = "systemctl --system daemon-reload"
+
+
+def test_the_maintainer_scripts_enable_start_restart_stop_and_forget_the_units(deb, tmp_path):
+    m = Maintscripts(deb, tmp_path, systemd=True)
+    # A first install enables both units and starts the daemon (not the
+    # early unit: it belongs to the next boot).
+    assert m.run("postinst", "configure", "") == [RELOAD, "deb-systemd-invoke start random-refresher.service"]
+    assert m.link(DAEMON_WANTS) == "/lib/systemd/system/random-refresher.service"
+    assert m.link(EARLY_WANTS) == "/lib/systemd/system/random-refresher-early.service"
+    # An upgrade leaves the daemon running until postinst restarts it.
+    assert m.run("prerm", "upgrade", "0.1.1") == []
+    assert m.run("postinst", "configure", "0.1.0") == [RELOAD, "deb-systemd-invoke restart random-refresher.service"]
+    # An administrator's `systemctl disable` sticks across upgrades (and
+    # deb-systemd-invoke does not restart a disabled unit).
+    os.remove(m.root / DAEMON_WANTS)
+    m.run("postinst", "configure", "0.1.0")
+    assert m.link(DAEMON_WANTS) is None and m.link(EARLY_WANTS)
+    # Removal stops the daemon, then, its files gone, masks both units.
+    assert m.run("prerm", "remove") == ["deb-systemd-invoke stop random-refresher.service"]
+    for unit in ["random-refresher.service", "random-refresher-early.service"]:
+        os.remove(m.root / "lib/systemd/system" / unit)
+    assert m.run("postrm", "remove") == [RELOAD]
+    assert m.link("etc/systemd/system/random-refresher.service") == "/dev/null"
+    assert m.link("etc/systemd/system/random-refresher-early.service") == "/dev/null"
+    # Purge forgets the masks, the links and deb-systemd-helper's state.
+    m.run("postrm", "purge")
+    left = [str(p.relative_to(m.root)) for p in (m.root / "etc/systemd").rglob("*")] if (m.root / "etc/systemd").exists() else []
+    left += [str(p.relative_to(m.root)) for p in (m.root / "var/lib/systemd").rglob("*")] if (m.root / "var/lib/systemd").exists() else []
+    assert not [p for p in left if "random-refresher" in p], left
+
+
+def test_the_maintainer_scripts_start_nothing_where_systemd_does_not_run(deb, tmp_path):
+    # A chroot or an image build: the units are enabled for the first boot,
+    # nothing is started or stopped.
+    m = Maintscripts(deb, tmp_path, systemd=False)
+    assert m.run("postinst", "configure", "") == []
+    assert m.link(DAEMON_WANTS) and m.link(EARLY_WANTS)
+    assert m.run("prerm", "remove") == []
 
 
 def test_the_package_enables_the_early_unit_and_rebuilds_the_initramfs(deb, tmp_path):
@@ -64,7 +232,7 @@ def test_the_shell_scripts_parse(deb, tmp_path):
     for script in [tmp_path / "x/usr/libexec/random-refresher/wait-for-hwrng",
                    tmp_path / "x/usr/share/initramfs-tools/hooks/random-refresher",
                    tmp_path / "x/usr/share/initramfs-tools/scripts/init-premount/random-refresher",
-                   tmp_path / "c/postinst", tmp_path / "c/postrm"]:
+                   tmp_path / "c/postinst", tmp_path / "c/prerm", tmp_path / "c/postrm"]:
         p = subprocess.run(["dash", "-n", script], capture_output=True, text=True)
         assert p.returncode == 0, f"{script}: {p.stderr}"
     # A boot script answers initramfs-tools' prereqs query and does nothing else.
