@@ -34,10 +34,89 @@ app.kubernetes.io/part-of: random-refresher
 {{- end }}
 {{- end }}
 
-{{/* Labels that select the daemon Pods; never change them across upgrades. */}}
+{{/* Labels that select the daemon Pods of one DaemonSet; never change them
+across upgrades. The DaemonSet for CPU-only nodes (rendered with cpuOnly
+merged into the context, daemonset.yaml) names itself <name>-cpu, so that
+neither DaemonSet's selector matches the other's Pods. */}}
 {{- define "random-refresher.selectorLabels" -}}
-app.kubernetes.io/name: {{ include "random-refresher.name" . }}
+{{- $name := include "random-refresher.name" . }}
+{{- if .cpuOnly }}{{ $name = printf "%s-cpu" ($name | trunc 59 | trimSuffix "-") }}{{ end -}}
+app.kubernetes.io/name: {{ $name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Labels that the Services and the PodMonitor select the daemon Pods of
+both DaemonSets by (the helm test Pod is another component). */}}
+{{- define "random-refresher.daemonPodLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: node-daemon
+{{- end }}
+
+{{/* Whether the DaemonSet for CPU-only nodes is rendered. */}}
+{{- define "random-refresher.cpuDaemonSet" -}}
+{{- if and .Values.nfd.enabled .Values.nfd.cpuInstructions (not .Values.staticPod) }}true{{ end }}
+{{- end }}
+
+{{/* That DaemonSet's name. */}}
+{{- define "random-refresher.cpuFullname" -}}
+{{- include "random-refresher.fullname" . | trunc 59 | trimSuffix "-" }}-cpu
+{{- end }}
+
+{{/* The labels the NodeFeatureRule sets: one for a hardware RNG device,
+one for a CPU source. */}}
+{{- define "random-refresher.nfdHwrngLabel" -}}
+feature.node.kubernetes.io/{{ .Values.nfd.labelName }}
+{{- end }}
+{{- define "random-refresher.nfdCpuLabel" -}}
+feature.node.kubernetes.io/{{ .Values.nfd.cpuLabelName }}
+{{- end }}
+
+{{/* The node selector: none for the static Pod (the kubelet that reads the
+manifest folder is the choice, and it refuses a Pod whose selector its own
+labels do not match); with nfd.enabled the NodeFeatureRule's label for this
+DaemonSet plus any nodeSelector keys (never feature=hw-rng, the default of a
+hand-set label); else nodeSelector, or feature=hw-rng when it is empty. */}}
+{{- define "random-refresher.nodeSelector" -}}
+{{- if not .Values.staticPod }}
+{{- $selector := dict }}
+{{- if .Values.nfd.enabled }}
+{{- $selector = deepCopy (default dict .Values.nodeSelector) }}
+{{- $label := include "random-refresher.nfdHwrngLabel" . }}
+{{- if .cpuOnly }}
+{{- /* Nodes without the device label: a given one would select nothing. */}}
+{{- $_ := unset $selector $label }}
+{{- $label = include "random-refresher.nfdCpuLabel" . }}
+{{- end }}
+{{- $_ := set $selector $label "true" }}
+{{- else }}
+{{- $selector = default (dict "feature" "hw-rng") .Values.nodeSelector }}
+{{- end }}
+{{- with $selector }}{{ toYaml . }}{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The affinity: the affinity value, and for the CPU-only DaemonSet also
+"not labeled with a hardware RNG device" in every required node selector
+term, so that a node with both labels runs only the device's DaemonSet. */}}
+{{- define "random-refresher.affinity" -}}
+{{- if not .Values.staticPod }}
+{{- $affinity := deepCopy (default dict .Values.affinity) }}
+{{- if .cpuOnly }}
+{{- $noDevice := dict "key" (include "random-refresher.nfdHwrngLabel" .) "operator" "NotIn" "values" (list "true") }}
+{{- $nodeAffinity := default dict $affinity.nodeAffinity }}
+{{- $required := default dict (get $nodeAffinity "requiredDuringSchedulingIgnoredDuringExecution") }}
+{{- $terms := list }}
+{{- range (default (list dict) $required.nodeSelectorTerms) }}
+{{- $term := deepCopy . }}
+{{- $_ := set $term "matchExpressions" (append (default list $term.matchExpressions) $noDevice) }}
+{{- $terms = append $terms $term }}
+{{- end }}
+{{- $_ := set $required "nodeSelectorTerms" $terms }}
+{{- $_ := set $nodeAffinity "requiredDuringSchedulingIgnoredDuringExecution" $required }}
+{{- $_ := set $affinity "nodeAffinity" $nodeAffinity }}
+{{- end }}
+{{- with $affinity }}{{ toYaml . }}{{ end }}
+{{- end }}
 {{- end }}
 
 {{- define "random-refresher.serviceAccountName" -}}
@@ -48,14 +127,46 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
-{{/* The sources: as given, or the hwrng where this mode finds it. */}}
+{{/* Where the container sees the hwrng: the device plugin's /dev/hwrng, or
+the host's device mounted at /host/dev/hwrng. */}}
+{{- define "random-refresher.hwrngPath" -}}
+{{- if .Values.devicePlugin.enabled }}/dev/hwrng{{ else }}/host/dev/hwrng{{ end }}
+{{- end }}
+
+{{/* The sources: the CPU-only DaemonSet's nfd.cpuSources, refresher.sources
+as given, or the hwrng where this mode finds it. */}}
 {{- define "random-refresher.sources" -}}
-{{- if .Values.refresher.sources }}
+{{- if .cpuOnly }}
+{{- toYaml .Values.nfd.cpuSources }}
+{{- else if .Values.refresher.sources }}
 {{- toYaml .Values.refresher.sources }}
-{{- else if .Values.devicePlugin.enabled }}
-- /dev/hwrng
 {{- else }}
-- /host/dev/hwrng
+- {{ include "random-refresher.hwrngPath" . }}
+{{- end }}
+{{- end }}
+
+{{/* Whether a source is the hwrng: only then is the device mounted (a
+hostPath, or the device plugin's resource) and, for the hostPath, the Pod
+privileged. Without it a node needs no /dev/hwrng to start the Pod. */}}
+{{- define "random-refresher.usesHwrng" -}}
+{{- if has (include "random-refresher.hwrngPath" .) (include "random-refresher.sources" . | fromYamlArray) }}true{{ end }}
+{{- end }}
+
+{{/* Whether the host's /dev/hwrng and hw_random folder are mounted (hostPath). */}}
+{{- define "random-refresher.hostHwrng" -}}
+{{- if and (not .Values.devicePlugin.enabled) (include "random-refresher.usesHwrng" .) }}true{{ end }}
+{{- end }}
+
+{{/* Whether the quarantine is on for this Pod: never for the CPU-only
+DaemonSet, which has no device to quarantine. */}}
+{{- define "random-refresher.quarantine" -}}
+{{- if and .Values.refresher.quarantineHwrng (not .cpuOnly) }}
+{{- if .Values.devicePlugin.enabled }}
+{{- fail "refresher.quarantineHwrng writes the host's /sys, which devicePlugin.enabled does not mount" }}
+{{- end }}
+{{- if not (include "random-refresher.hostHwrng" .) }}
+{{- fail "refresher.quarantineHwrng judges the hwrng: refresher.sources must list /host/dev/hwrng" }}
+{{- end }}true
 {{- end }}
 {{- end }}
 
@@ -85,9 +196,11 @@ securityContext merged over it (a key set there wins; the others stay). */}}
 {{- toYaml (mergeOverwrite $base (deepCopy (default dict .Values.securityContext))) }}
 {{- end }}
 
-{{/* The mode's own security context. */}}
+{{/* The mode's own security context: privileged only to open the host's
+hwrng through a hostPath; least privilege with the device plugin or with no
+hwrng among the sources. */}}
 {{- define "random-refresher.modeSecurityContext" -}}
-{{- if .Values.devicePlugin.enabled }}
+{{- if not (include "random-refresher.hostHwrng" .) }}
 privileged: false
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
@@ -143,15 +256,12 @@ seccompProfile:
 {{- with .Values.refresher.entropyPerByte }}
 - --entropy-per-byte={{ . }}
 {{- end }}
-- --listen-address=0.0.0.0:{{ .Values.metrics.port }}
-{{- if not .Values.devicePlugin.enabled }}
+- --listen-address={{ .Values.metrics.host }}:{{ .Values.metrics.port }}
+{{- if include "random-refresher.hostHwrng" . }}
 - --sys-root=/host/sys
 - --hwrng=/host/dev/hwrng
 {{- end }}
-{{- if .Values.refresher.quarantineHwrng }}
-{{- if .Values.devicePlugin.enabled }}
-{{- fail "refresher.quarantineHwrng writes the host's /sys, which devicePlugin.enabled does not mount" }}
-{{- end }}
+{{- if include "random-refresher.quarantine" . }}
 - --quarantine-hwrng
 - --state-dir=/run/random-refresher
 {{- end }}
@@ -172,14 +282,16 @@ seccompProfile:
 {{- end }}
 {{- end }}
 
-{{/* The Pod spec shared by the DaemonSet and the static Pod. */}}
+{{/* The Pod spec shared by the DaemonSets and the static Pod. The static Pod
+is host-networked: the kubelet starts it before any API server or network
+plugin exists, and a Pod network needs the plugin. */}}
 {{- define "random-refresher.podSpec" -}}
 {{- if not .Values.staticPod }}
 serviceAccountName: {{ include "random-refresher.serviceAccountName" . }}
 {{- end }}
 automountServiceAccountToken: false
 enableServiceLinks: false
-hostNetwork: false
+hostNetwork: {{ .Values.staticPod }}
 hostPID: false
 hostIPC: false
 {{- with .Values.priorityClassName }}
@@ -212,7 +324,10 @@ containers:
       - name: metrics
         containerPort: {{ .Values.metrics.port }}
         protocol: TCP
-        {{- if .Values.hostPort.enabled }}
+        {{- if .Values.staticPod }}
+        # Host network: the port is the node's own (hostPort.* is not used).
+        hostPort: {{ .Values.metrics.port }}
+        {{- else if .Values.hostPort.enabled }}
         hostPort: {{ .Values.hostPort.port }}
         {{- end }}
     {{- with .Values.livenessProbe }}
@@ -225,7 +340,7 @@ containers:
     {{- end }}
     resources:
       {{- $resources := deepCopy (default dict .Values.resources) }}
-      {{- if .Values.devicePlugin.enabled }}
+      {{- if and .Values.devicePlugin.enabled (include "random-refresher.usesHwrng" .) }}
       {{- $limits := default dict $resources.limits }}
       {{- $_ := set $limits .Values.devicePlugin.resourceName 1 }}
       {{- $_ := set $resources "limits" $limits }}
@@ -243,7 +358,7 @@ containers:
       {{- with .Values.extraVolumeMounts }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
-      {{- if not .Values.devicePlugin.enabled }}
+      {{- if include "random-refresher.hostHwrng" . }}
       # The one device and the one sysfs folder the daemon needs, not the
       # host's /dev and /sys: a read-only mount does not stop writes to
       # device nodes, and the quarantine needs only rng_quality writable.
@@ -252,14 +367,14 @@ containers:
         readOnly: true
       - name: host-hw-random
         mountPath: /host/sys/class/misc/hw_random
-        readOnly: {{ not .Values.refresher.quarantineHwrng }}
+        readOnly: {{ not (include "random-refresher.quarantine" .) }}
       {{- end }}
 volumes:
   # The quarantine marker. With the quarantine on it lives in the host's
   # /run: it outlives the Pod (an upgrade, a rescheduling) for as long as
   # the kernel's rng_quality does, and both are reset by a reboot.
   - name: state
-    {{- if .Values.refresher.quarantineHwrng }}
+    {{- if include "random-refresher.quarantine" . }}
     hostPath:
       path: {{ .Values.hostPaths.state }}
       type: DirectoryOrCreate
@@ -278,7 +393,7 @@ volumes:
 {{- with .Values.extraVolumes }}
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- if not .Values.devicePlugin.enabled }}
+{{- if include "random-refresher.hostHwrng" . }}
   - name: host-hwrng
     hostPath:
       path: {{ .Values.hostPaths.hwrng }}
@@ -288,13 +403,13 @@ volumes:
       path: {{ .Values.hostPaths.hwRandom }}
       type: Directory
 {{- end }}
-{{- with .Values.nodeSelector }}
+{{- with include "random-refresher.nodeSelector" . }}
 nodeSelector:
-  {{- toYaml . | nindent 2 }}
+  {{- . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- with include "random-refresher.affinity" . }}
 affinity:
-  {{- toYaml . | nindent 2 }}
+  {{- . | nindent 2 }}
 {{- end }}
 {{- with .Values.tolerations }}
 tolerations:

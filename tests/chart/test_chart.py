@@ -6,13 +6,17 @@ Run by tests/run.sh, which installs helm, kubernetes-validate, checkov, the
 operator models (npm) and builds the image; RR_HELM, RR_NPM_TOOLS, RR_IMAGE
 and RR_BINARY tell these tests where they are.
 """
+import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
+import stat
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -133,6 +137,10 @@ def test_checkov_is_clean_or_every_skip_is_justified(values, tmp_path):
     ("updateStrategy.rollingUpdate.maxUnavailable=ten", "/updateStrategy/rollingUpdate/maxUnavailable"),
     ("push.gateway=https://pgw:9091", "/push/gateway"),
     ("metrics.port=70000", "/metrics/port"),
+    ("metrics.host=::", "/metrics/host"),
+    ("metrics.host=localhost", "/metrics/host"),
+    ("nfd.cpuSources={/dev/hwrng}", "/nfd/cpuSources/0"),
+    ("refresher.sources={rndrs}", "/refresher/sources/0"),
     ("refreshr.interval=30s", "refreshr"),
 ])
 def test_the_schema_rejects_bad_values_with_the_path(bad, where):
@@ -172,6 +180,8 @@ def test_default_daemonset():
     assert sc["privileged"] and sc["readOnlyRootFilesystem"] and sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert c["args"][0] == "run" and "--source=/host/dev/hwrng" in c["args"] and "--sink=kernel" in c["args"]
     assert "--metrics-label=node=$(NODE_NAME)" in c["args"]
+    # IPv6 and IPv4 alike: a [::] socket takes both (unless bindv6only).
+    assert "--listen-address=[::]:9742" in c["args"]
     assert {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}} in c["env"]
     assert c["image"] == "ghcr.io/random-refresher/random-refresher:0.1.0"
     for key in ["helm.sh/chart", "app.kubernetes.io/name", "app.kubernetes.io/instance",
@@ -248,6 +258,27 @@ def test_static_pod_is_the_same_daemon_alone():
     pod = docs[0]
     assert "serviceAccountName" not in pod["spec"]
     assert pod["spec"]["containers"][0]["args"] == container(render("default-values.yaml"))["args"]
+
+
+def test_the_static_pod_is_host_networked_with_its_port_on_the_node():
+    # The kubelet starts it before any API server or network plugin: a Pod
+    # network would keep it waiting for the plugin (NetworkNotReady).
+    spec = render("static-pod-values.yaml")[0]["spec"]
+    assert spec["hostNetwork"] is True and not spec["hostPID"] and not spec["hostIPC"]
+    # Its port is the node's: hostPort equals containerPort, as the API
+    # requires of host-networked Pods (hostPort.* applies to the DaemonSet).
+    assert spec["containers"][0]["ports"] == [{"name": "metrics", "containerPort": 9742, "hostPort": 9742, "protocol": "TCP"}]
+    ports = render("static-pod-values.yaml", sets=["metrics.port=19999", "hostPort.enabled=true", "hostPort.port=1234"])[0]["spec"]["containers"][0]["ports"]
+    assert ports == [{"name": "metrics", "containerPort": 19999, "hostPort": 19999, "protocol": "TCP"}]
+    # No node selector or affinity: the kubelet that reads the manifest
+    # folder is the choice, and it refuses a Pod whose selector its own
+    # labels do not match (before any API server, only --node-labels).
+    assert "nodeSelector" not in spec and "affinity" not in spec
+    assert "nodeSelector" not in render("static-pod-values.yaml", sets=["nfd.enabled=true"])[0]["spec"]
+    # The DaemonSets keep the Pod network.
+    for d in render(sets=["nfd.enabled=true"]):
+        if d["kind"] == "DaemonSet":
+            assert d["spec"]["template"]["spec"]["hostNetwork"] is False, d["metadata"]["name"]
 
 
 def test_digest_pins_the_image():
@@ -489,19 +520,274 @@ def test_the_node_feature_rule_is_valid_and_labels_on_any_one_hwrng_sign():
     rule = one(render(sets=["nfd.enabled=true"]), "NodeFeatureRule")
     schema = json.load(open(os.path.join(HERE, "nodefeaturerule.schema.json")))
     jsonschema.validate(rule, schema)
-    (r,) = rule["spec"]["rules"]
-    assert r["labels"] == {"feature.node.kubernetes.io/hw-rng": "true"}
-    # One alternative per sign, so that any one of them labels the node.
-    signs = [m["matchFeatures"][0] for m in r["matchAny"]]
+    # Two labels: a device (the DaemonSet that mounts /dev/hwrng selects on
+    # it) and a CPU instruction (the CPU-only DaemonSet's), never one for both.
+    device, cpu = rule["spec"]["rules"]
+    assert device["labels"] == {"feature.node.kubernetes.io/hw-rng": "true"}
+    assert cpu["labels"] == {"feature.node.kubernetes.io/cpu-rng": "true"}
+    for r in (device, cpu):
+        # One alternative per sign, so that any one of them labels the node.
+        assert all(len(m["matchFeatures"]) == 1 and len(m["matchFeatures"][0]["matchExpressions"]) <= 2
+                   for m in r["matchAny"])
+    signs = [m["matchFeatures"][0] for m in device["matchAny"]]
     modules = {k for s in signs if s["feature"] == "kernel.loadedmodule" for k in s["matchExpressions"]}
     assert {"virtio_rng", "tpm", "bcm2835_rng", "arm_smccc_trng"} <= modules
-    assert all(len(m["matchFeatures"]) == 1 and len(m["matchFeatures"][0]["matchExpressions"]) <= 2 for m in r["matchAny"])
-    assert {"RDSEED", "RNG"} <= {k for s in signs if s["feature"] == "cpu.cpuid" for k in s["matchExpressions"]}
+    assert "cpu.cpuid" not in {s["feature"] for s in signs}
+    cpu_signs = [m["matchFeatures"][0] for m in cpu["matchAny"]]
+    assert {s["feature"] for s in cpu_signs} == {"cpu.cpuid"}
+    assert {"RDSEED", "RNG"} == {k for s in cpu_signs for k in s["matchExpressions"]}
+    (only,) = one(render(sets=["nfd.enabled=true", "nfd.cpuInstructions=false"]), "NodeFeatureRule")["spec"]["rules"]
+    assert only["labels"] == device["labels"]
+    p = render(sets=["nfd.enabled=true", "nfd.cpuLabelName=hw-rng"], check=False)
+    assert p.returncode != 0 and "must differ" in p.stderr
     # The schema is not a rubber stamp.
     bad = json.loads(json.dumps(rule))
     bad["spec"]["rules"][0]["matchAny"][0]["matchFeatures"][0]["matchExpressions"]["virtio_rng"]["op"] = "Present"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+
+
+# --- which nodes each workload runs on ----------------------------------------
+
+def workloads(docs):
+    """The daemon workloads rendered, {name: Pod spec}: the DaemonSets, or the static Pod."""
+    found = {}
+    for d in docs:
+        if d["kind"] == "DaemonSet":
+            found[d["metadata"]["name"]] = d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod" and "helm.sh/hook" not in (d["metadata"].get("annotations") or {}):
+            found[d["metadata"]["name"]] = d["spec"]
+    return found
+
+
+def nfd_labels(docs, node):
+    """The labels the rendered NodeFeatureRule gives a node, evaluated as
+    nfd-master evaluates a rule (the operators the chart uses): every
+    matchFeatures entry and any one matchAny entry must hold. `node` holds
+    the features, NFD's names: flag features (kernel.loadedmodule, cpu.cpuid)
+    as sets, instance features (pci.device) as lists of attribute dicts."""
+    def holds(present, value, e):
+        return {"Exists": lambda: present, "DoesNotExist": lambda: not present,
+                "In": lambda: present and value in e["value"],
+                "NotIn": lambda: not present or value not in e["value"]}[e["op"]]()
+
+    def feature(f):
+        data = node.get(f["feature"], set())
+        if isinstance(data, (set, frozenset)):
+            return all(holds(k in data, None, e) for k, e in f["matchExpressions"].items())
+        return any(all(holds(k in i, i.get(k), e) for k, e in f["matchExpressions"].items()) for i in data)
+
+    labels = {}
+    for rule in [d for d in docs if d["kind"] == "NodeFeatureRule"]:
+        for r in rule["spec"]["rules"]:
+            ok = all(feature(f) for f in r.get("matchFeatures", []))
+            if "matchAny" in r:
+                ok = ok and any(all(feature(f) for f in m["matchFeatures"]) for m in r["matchAny"])
+            if ok:
+                labels.update(r["labels"])
+    return labels
+
+
+def schedules_on(spec, labels):
+    """Whether a DaemonSet's Pod goes to a node with these labels: its
+    nodeSelector and its required node affinity, as the scheduler reads them."""
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution")
+    if not required:
+        return True
+
+    def holds(e):
+        value = labels.get(e["key"])
+        return {"In": lambda: value in e["values"], "NotIn": lambda: value not in e["values"],
+                "Exists": lambda: e["key"] in labels, "DoesNotExist": lambda: e["key"] not in labels}[e["operator"]]()
+    return any(t.get("matchExpressions") and all(holds(e) for e in t["matchExpressions"])
+               for t in required["nodeSelectorTerms"])
+
+
+def hostpath_volumes(spec):
+    return {v["hostPath"]["path"]: v["hostPath"].get("type") for v in spec.get("volumes", []) if "hostPath" in v}
+
+
+# Nodes as NFD sees them, and whether they have a /dev/hwrng.
+VIRTIO_RNG_PCI = {"vendor": "1af4", "device": "1044", "class": "00ff"}
+NFD_NODES = {
+    "rdseed-only": ({"cpu.cpuid": {"RDSEED", "RDRAND", "AVX2"}, "kernel.loadedmodule": {"e1000e"}}, False),
+    "virtio-rng-and-rdseed": ({"cpu.cpuid": {"RDSEED"}, "kernel.loadedmodule": {"virtio_rng"},
+                               "pci.device": [VIRTIO_RNG_PCI]}, True),
+    "virtio-rng-builtin": ({"cpu.cpuid": set(), "pci.device": [VIRTIO_RNG_PCI]}, True),
+    "raspberry-pi": ({"cpu.cpuid": set(), "kernel.loadedmodule": {"bcm2835_rng"}}, True),
+    "arm64-feat-rng-only": ({"cpu.cpuid": {"RNG", "ASIMD"}, "kernel.loadedmodule": set()}, False),
+    "rdrand-only": ({"cpu.cpuid": {"RDRAND"}, "kernel.loadedmodule": {"e1000e"}}, False),
+}
+
+
+@pytest.mark.parametrize("node", NFD_NODES)
+@pytest.mark.parametrize("cpu_instructions", [True, False])
+def test_with_nfd_each_labeled_node_runs_one_daemonset_that_can_start_there(node, cpu_instructions):
+    """nfd.enabled=true with no nodeSelector given: the DaemonSets select on
+    the NodeFeatureRule's own labels, each labeled node gets exactly one Pod,
+    and it is one the node can start: the device's hostPath only where the
+    device is."""
+    features, has_device = NFD_NODES[node]
+    docs = render(sets=["nfd.enabled=true", f"nfd.cpuInstructions={str(cpu_instructions).lower()}"])
+    labels = nfd_labels(docs, features)
+    ours = [w for w, spec in workloads(docs).items() if schedules_on(spec, labels)]
+    has_cpu = bool(features["cpu.cpuid"] & {"RDSEED", "RNG"})
+    if has_device:
+        assert ours == ["rr-random-refresher"], (labels, ours)
+    elif has_cpu and cpu_instructions:
+        assert ours == ["rr-random-refresher-cpu"], (labels, ours)
+    else:
+        assert ours == [], (labels, ours)
+    for name in ours:
+        spec = workloads(docs)[name]
+        if not has_device:
+            # The kubelet refuses a hostPath CharDevice that the node lacks.
+            assert "/dev/hwrng" not in hostpath_volumes(spec), spec["volumes"]
+            c = spec["containers"][0]
+            kubelet_docker_args(c, spec, node, missing={"/dev/hwrng", "/sys/class/misc/hw_random"})
+            assert not [a for a in c["args"] if "hwrng" in a], c["args"]
+            assert c["securityContext"]["privileged"] is False
+            assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+
+
+def test_the_cpu_only_daemonset_is_its_own_and_seen_by_the_services_and_alerts():
+    docs = render("monitors-values.yaml", sets=["nfd.enabled=true"])
+    ds = {d["metadata"]["name"]: d for d in docs if d["kind"] == "DaemonSet"}
+    assert set(ds) == {"rr-random-refresher", "rr-random-refresher-cpu"}
+    main, cpu = ds["rr-random-refresher"], ds["rr-random-refresher-cpu"]
+    # The device's DaemonSet keeps its selector (immutable: an upgrade that
+    # turns nfd on must not change it), and neither selects the other's Pods.
+    assert main["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "random-refresher",
+                                                      "app.kubernetes.io/instance": "rr"}
+    for a, b in [(main, cpu), (cpu, main)]:
+        sel, labels = a["spec"]["selector"]["matchLabels"], b["spec"]["template"]["metadata"]["labels"]
+        assert not sel.items() <= labels.items(), (a["metadata"]["name"], b["metadata"]["name"])
+    args = cpu["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--source=")] == ["--source=rdseed", "--source=rndrrs"]
+    # One Service, PodMonitor and alert set over both.
+    for d in docs:
+        sel = {"Service": lambda: d["spec"]["selector"], "PodMonitor": lambda: d["spec"]["selector"]["matchLabels"]}.get(d["kind"])
+        if sel:
+            for w in (main, cpu):
+                assert sel().items() <= w["spec"]["template"]["metadata"]["labels"].items(), d["kind"]
+    test_pod = next(d for d in docs if d["kind"] == "Pod")
+    svc = one(docs, "Service")
+    assert not svc["spec"]["selector"].items() <= test_pod["metadata"]["labels"].items()
+    rule = one(docs, "PrometheusRule")
+    incomplete = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == "RandomRefresherDaemonSetIncomplete")
+    for name in ds:
+        assert re.search(r'daemonset=~"([^"]+)"', incomplete["expr"]) and re.fullmatch(
+            re.search(r'daemonset=~"([^"]+)"', incomplete["expr"]).group(1), name), incomplete["expr"]
+    assert "rr-random-refresher-cpu" in subprocess.run(
+        [helm(), "install", "rr", CHART, "--dry-run=client", "-n", "hwrng", "--set", "nfd.enabled=true"],
+        capture_output=True, text=True).stdout.split("NOTES:")[1]
+
+
+def test_sources_without_the_device_mount_no_device_and_need_no_privilege():
+    spec, _ = pod_spec(render(sets=["refresher.sources={rdseed}"]))
+    c = spec["containers"][0]
+    assert not hostpath_volumes(spec) and c["securityContext"]["privileged"] is False
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
+    spec, _ = pod_spec(render(sets=["refresher.sources={rdseed}", "devicePlugin.enabled=true"]))
+    assert "squat.ai/hwrng" not in spec["containers"][0]["resources"].get("limits", {})
+    # With the device among them, as before.
+    spec, _ = pod_spec(render(sets=["refresher.sources={/host/dev/hwrng,rdseed}"]))
+    assert hostpath_volumes(spec)["/dev/hwrng"] == "CharDevice" and spec["containers"][0]["securityContext"]["privileged"]
+    p = render(sets=["refresher.sources={rdseed}", "refresher.quarantineHwrng=true"], check=False)
+    assert p.returncode != 0 and "must list /host/dev/hwrng" in p.stderr
+
+
+# --- the helm commands of the READMEs, as written ------------------------------
+
+DOCS = ["README.md", "chart/README.md"]
+
+
+def documented_helm_commands():
+    """Every `helm` command in the code blocks of the READMEs: (file, line, argv)."""
+    found = []
+    for doc in DOCS:
+        lines = open(os.path.join(ROOT, doc)).read().splitlines()
+        in_code, i = False, 0
+        while i < len(lines):
+            line, start = lines[i].strip(), i + 1
+            if line.startswith("```"):
+                in_code = not in_code
+            elif in_code and line.startswith("helm "):
+                while line.endswith("\\"):
+                    i += 1
+                    line = line[:-1] + " " + lines[i].strip()
+                argv = shlex.split(line, comments=True)
+                if ">" in argv:  # a redirection of the rendering into a file
+                    argv = argv[:argv.index(">")]
+                found.append((doc, start, argv))
+            i += 1
+    return found
+
+
+def helm_values(argv):
+    """The --set and --set-json values a command passes, {key: value}."""
+    values = {}
+    for flag, arg in zip(argv, argv[1:]):
+        if flag in ("--set", "--set-json"):
+            key, value = arg.split("=", 1)
+            values[key] = json.loads(value) if flag == "--set-json" else value
+    return values
+
+
+def test_the_readmes_helm_commands_render_and_select_the_nodes_they_mean():
+    commands = documented_helm_commands()
+    assert len(commands) >= 7 and {argv[1] for _, _, argv in commands} >= {"install", "template", "test"}, commands
+    installed = {}
+    for doc, line, argv in commands:
+        where = f"{doc}:{line}: {shlex.join(argv)}"
+        if argv[1] == "test":
+            # `helm test NAME` runs the test hook of a release installed above.
+            assert argv[2] in installed, where
+            assert [d for d in installed[argv[2]] if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"], where
+            continue
+        assert argv[1] in ("install", "template", "upgrade"), where
+        # Rendered as written (from the repository's root, where ./chart is),
+        # with `helm template` in place of a live install.
+        p = subprocess.run([helm(), "template", *argv[2:]], cwd=ROOT, capture_output=True, text=True)
+        assert p.returncode == 0, f"{where}\n{p.stderr}"
+        docs = [d for d in yaml.safe_load_all(p.stdout) if d]
+        installed[argv[2]] = docs
+        values = helm_values(argv)
+        given = values.get("nodeSelector") or {}
+        found = workloads(docs)
+        assert found, where
+        for name, spec in found.items():
+            selector = spec.get("nodeSelector") or {}
+            # Helm merges a given nodeSelector into the default one: a
+            # selector that kept feature=hw-rng beside another label would
+            # need a node to carry both.
+            if given or values.get("nfd.enabled") == "true":
+                assert "feature" not in selector or "feature" in given, f"{where}: {name} {selector}"
+            if values.get("staticPod") == "true":
+                assert not selector and "affinity" not in spec and spec["hostNetwork"] is True, f"{where}: {spec}"
+            elif values.get("nfd.enabled") == "true":
+                rule_labels = [l for d in docs if d["kind"] == "NodeFeatureRule" for r in d["spec"]["rules"] for l in r["labels"]]
+                device, cpu = rule_labels
+                if name.endswith("-cpu"):  # a node without the device's label
+                    want = {**{k: v for k, v in given.items() if k != device}, cpu: "true"}
+                else:
+                    want = {**given, device: "true"}
+                assert selector == want, f"{where}: {name} {selector}"
+            else:
+                assert selector == (given or {"feature": "hw-rng"}), f"{where}: {name} {selector}"
+            # A Pod mounts the device only if it reads it, so that a node
+            # the selector picks can start it.
+            reads = "--source=/host/dev/hwrng" in spec["containers"][0]["args"]
+            assert reads == ("/dev/hwrng" in hostpath_volumes(spec)), f"{where}: {name}"
+        if values.get("nfd.enabled") == "true":
+            # Every node NFD labels gets exactly one Pod.
+            for node, (features, _) in NFD_NODES.items():
+                labels = nfd_labels(docs, features)
+                if labels:
+                    assert len([n for n, s in found.items() if schedules_on(s, labels)]) == 1, f"{where}: {node} {labels}"
 
 
 def test_helm_show_readme_shows_the_charts_readme():
@@ -630,13 +916,48 @@ def has_every_capability():
     return bounding & (1 << 24)
 
 
-def kubelet_docker_args(c, spec, node_name):
+class KubeletRefused(Exception):
+    """The kubelet would not start the Pod: a hostPath volume failed its type
+    check (the Pod stays in ContainerCreating, and the container never runs)."""
+
+
+def kubelet_host_path(volume, missing=()):
+    """The host path of a hostPath volume after the kubelet's type check
+    (pkg/volume/hostpath): *OrCreate types create what is absent, the others
+    must exist with that type. `missing` names host paths to treat as absent,
+    as on a node that lacks them."""
+    path, kind = volume["hostPath"]["path"], volume["hostPath"].get("type", "")
+    exists = os.path.exists(path) and path not in missing
+    if kind == "DirectoryOrCreate" and not exists:
+        os.makedirs(path, mode=0o755, exist_ok=True)
+    elif kind == "FileOrCreate" and not exists:
+        open(path, "a").close()
+    checks = {"Directory": os.path.isdir, "File": os.path.isfile,
+              "CharDevice": lambda p: stat.S_ISCHR(os.stat(p).st_mode),
+              "BlockDevice": lambda p: stat.S_ISBLK(os.stat(p).st_mode),
+              "Socket": lambda p: stat.S_ISSOCK(os.stat(p).st_mode)}
+    if kind in checks and (not exists or not checks[kind](path)):
+        raise KubeletRefused(f'MountVolume.SetUp failed for volume "{volume["name"]}": '
+                             f"hostPath type check failed: {path} is not a {kind}")
+    return path
+
+
+def kubelet_docker_args(c, spec, node_name, missing=()):
     """`docker run` arguments for the rendered container, as the kubelet would
     run it: args with $(VAR) expanded from env, the security context, the
-    hostPath volumes and the device plugin's device."""
+    Pod's network, the hostPath volumes (type-checked as the kubelet checks
+    them; `missing` host paths count as absent) and the device plugin's
+    device. Raises KubeletRefused where the kubelet would not start it."""
     env = {e["name"]: e.get("value", node_name) for e in c["env"]}
     args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a) for a in c["args"]]
     run = ["--env", f"NODE_NAME={node_name}"]
+    if spec.get("hostNetwork"):
+        run += ["--network", "host"]
+    else:
+        # A Pod's network namespace keeps the kernel's default, IPv6 on
+        # (::1 on lo), as CNI plugins leave it; Docker turns IPv6 off in
+        # containers on a network without it.
+        run += ["--sysctl", "net.ipv6.conf.all.disable_ipv6=0"]
     sc = c["securityContext"]
     if sc.get("privileged"):
         # What privileged grants: every capability, every device, no
@@ -660,7 +981,7 @@ def kubelet_docker_args(c, spec, node_name):
         if "emptyDir" in vol:
             run += ["--tmpfs", m["mountPath"]]
         else:
-            host = vol["hostPath"]["path"]
+            host = kubelet_host_path(vol, missing)
             run += ["-v", f"{host}:{m['mountPath']}:{'ro' if m.get('readOnly') else 'rw'}"]
     limits = c["resources"].get("limits", {})
     if any("hwrng" in k for k in limits):
@@ -751,3 +1072,112 @@ def test_the_image_answers_the_rendered_probes(values):
         logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     assert "ERROR" not in logs.stderr, logs.stderr
+
+
+# --- the Pods started as the kubelet would, on the nodes they are meant for ------
+
+NETNS_GET = r"""
+import json, sys, time, urllib.error, urllib.request
+url, deadline, last = sys.argv[1], time.time() + float(sys.argv[2]), None
+while time.time() < deadline:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            last = [r.status, r.read().decode()]
+    except urllib.error.HTTPError as e:
+        last = [e.code, e.read().decode()]
+    except OSError as e:
+        last = [None, str(e)]
+    if last[0] == 200:
+        break
+    time.sleep(0.5)
+print(json.dumps(last))
+"""
+
+
+def get_in_pod_network(container_name, url, seconds=90):
+    """GET url from inside the container's network namespace (the Pod's),
+    retrying until a 200 or `seconds` have passed: [status, body]."""
+    pid = subprocess.run(["docker", "inspect", "-f", "{{.State.Pid}}", container_name],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert pid != "0", f"{container_name} is not running"
+    p = subprocess.run(["nsenter", "--target", pid, "--net", sys.executable, "-c", NETNS_GET, url, str(seconds)],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@contextlib.contextmanager
+def started_as_the_kubelet_would(spec, tag, missing=()):
+    """The rendered Pod's container running in Docker as the kubelet would
+    run it on a node that lacks the `missing` host paths; yields its name and
+    then the logs (a dict filled in when it stops)."""
+    image = os.environ.get("RR_IMAGE") or pytest.fail("no RR_IMAGE (run tests/run.sh)")
+    c = spec["containers"][0]
+    run, args = kubelet_docker_args(c, spec, "node-1", missing)
+    name = f"rr-chart-{os.getpid()}-{tag}"
+    p = subprocess.run(["docker", "run", "-d", "--name", name, *run, image, *args], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    logs = {}
+    try:
+        yield name, logs
+    finally:
+        logs["stderr"] = subprocess.run(["docker", "logs", name], capture_output=True, text=True).stderr
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def probe_urls(c, host):
+    port = next(p["containerPort"] for p in c["ports"] if p["name"] == "metrics")
+    return [f"http://{host}:{port}{c[probe]['httpGet']['path']}" for probe in ("livenessProbe", "readinessProbe")]
+
+
+def test_with_nfd_an_rdseed_node_without_hwrng_starts_its_pod_and_answers_the_probes():
+    """The Pod that the NFD labels put on an RDSEED node without a hardware
+    RNG, started there as the kubelet would: it starts (no hostPath it
+    lacks), reads RDSEED, and answers its liveness and readiness probes."""
+    features, _ = NFD_NODES["rdseed-only"]
+    docs = render(sets=["nfd.enabled=true"])
+    labels = nfd_labels(docs, features)
+    (name,) = [w for w, spec in workloads(docs).items() if schedules_on(spec, labels)]
+    spec = workloads(docs)[name]
+    absent = {"/dev/hwrng", "/sys/class/misc/hw_random"}
+    # What the device's DaemonSet would meet there (the Pod would sit in
+    # ContainerCreating, never logging a line).
+    main = workloads(docs)["rr-random-refresher"]
+    with pytest.raises(KubeletRefused, match="/dev/hwrng"):
+        kubelet_docker_args(main["containers"][0], main, "node-1", missing=absent)
+    with started_as_the_kubelet_would(spec, "cpu-only", missing=absent) as (container_name, logs):
+        for url in probe_urls(spec["containers"][0], "127.0.0.1"):
+            status, body = get_in_pod_network(container_name, url)
+            assert status == 200, (url, body)
+        status, text = get_in_pod_network(container_name, "http://127.0.0.1:9742/metrics")
+        assert re.search(r'random_refresher_cycles_total\{node="node-1",result="ok"\} [1-9]', text), text[:2000]
+        assert re.search(r'random_refresher_source_up\{[^}]*source="rdseed"[^}]*\} 1', text), text[:2000]
+    assert "ERROR" not in logs["stderr"], logs["stderr"]
+
+
+@pytest.mark.parametrize("values", ["default-values.yaml", "least-privilege-values.yaml"])
+def test_the_default_listen_address_answers_the_probes_on_ipv4_and_ipv6(values):
+    """The probes reach a Pod on its IPv4 or its IPv6 address (single-stack
+    either way, or dual-stack): the default [::] socket answers on both,
+    here on the Pod's 127.0.0.1 and [::1]."""
+    spec, _ = pod_spec(render(values))
+    c = spec["containers"][0]
+    with started_as_the_kubelet_would(spec, f"dual-stack-{values.split('-')[0]}") as (container_name, logs):
+        for host in ("127.0.0.1", "[::1]"):
+            for url in probe_urls(c, host):
+                status, body = get_in_pod_network(container_name, url)
+                assert status == 200, (url, status, body)
+    assert "ERROR" not in logs["stderr"], logs["stderr"]
+
+
+def test_the_static_pod_serves_on_the_nodes_own_addresses():
+    """The static Pod started as the kubelet would: host-networked, with no
+    network plugin, its probes answered at the node's 127.0.0.1 and [::1]."""
+    port = free_port()
+    spec = render("static-pod-values.yaml", sets=[f"metrics.port={port}"])[0]["spec"]
+    c = spec["containers"][0]
+    with started_as_the_kubelet_would(spec, "static") as (container_name, logs):
+        for host in ("127.0.0.1", "[::1]"):
+            for url in probe_urls(c, host):
+                wait_http(url)  # from the node itself: the Pod's port is the node's
+    assert "ERROR" not in logs["stderr"], logs["stderr"]
