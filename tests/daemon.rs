@@ -494,3 +494,56 @@ mod libc_sig {
     pub const USR1: i32 = 10;
     pub const TERM: i32 = 15;
 }
+
+/// `run --source -` with standard input redirected from `file`, stdout in
+/// `out`, one SIGHUP after the first deliveries.
+fn run_stdin_with_a_hangup(file: &std::path::Path, out: &std::path::Path) {
+    let mut child = bin()
+        .args(["run", "--listen-address", "none", "--source", "-", "--sink", "stdout"])
+        .args(["--interval", "100ms", "--batch-size", "25000"])
+        .stdin(std::fs::File::open(file).unwrap())
+        .stdout(std::fs::File::create(out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let delivered = |n: u64| eventually(Duration::from_secs(20), || (std::fs::metadata(out).ok()?.len() >= n).then_some(()));
+    assert!(delivered(50_000).is_some(), "no deliveries before the hangup");
+    signal(&child, libc_sig::HUP);
+    assert!(delivered(150_000).is_some(), "no deliveries after the hangup");
+    signal(&child, libc_sig::TERM);
+    assert!(wait_bounded(&mut child, Duration::from_secs(20)).is_some());
+}
+
+#[test]
+fn standard_input_is_reopened_where_it_stopped_not_from_its_start() {
+    let dir = temp_dir();
+    let blocks: Vec<Vec<u8>> = (0..400).map(|i| good_block(40_000 + i)).collect();
+    let file = write(dir.path(), "capture", &framed(&blocks));
+    let out = dir.path().join("out");
+    run_stdin_with_a_hangup(&file, &out);
+    let got = std::fs::read(&out).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    for b in got.chunks(BLOCK) {
+        assert!(seen.insert(b.to_vec()), "a block delivered twice, after {} blocks", seen.len());
+        assert!(blocks.iter().any(|x| x == b), "a block that is not in the file");
+    }
+    // Handed over part-read, standard input goes on from where it was.
+    let once = bin()
+        .args(["once", "--source", "-", "--sink", "stdout", "--batch-size", "2500"])
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output();
+    let shell = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "dd bs={BLOCK} count=10 of=/dev/null 2>/dev/null; exec \"$0\" once --source - --sink stdout --batch-size {BLOCK}"
+        ))
+        .arg(env!("CARGO_BIN_EXE_random-refresher"))
+        .stdin(std::fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(shell.status.success(), "{}", String::from_utf8_lossy(&shell.stderr));
+    // Blocks 0..9 of the file went to dd; the start-up test takes the
+    // 11th, so the first delivered is the file's 12th: blocks[10].
+    assert_eq!(shell.stdout, blocks[10], "not read from where dd stopped");
+    assert_eq!(once.unwrap().stdout, blocks[0]);
+}

@@ -6,6 +6,7 @@
 //! for failover, gives each its own health gate and backs off from failed
 //! ones.
 
+mod assess;
 mod cpu;
 mod path;
 mod pool;
@@ -187,10 +188,11 @@ impl Source {
     ) -> Result<Self, SourceError> {
         Ok(match spec {
             SourceSpec::Path(p) => Self::Path(PathSource::open(p, limits.clone(), resume)?),
+            // Where this process left it, else where it was handed over.
             SourceSpec::Stdin => Self::Path(PathSource::open(
                 std::path::Path::new(STDIN_PATH),
                 limits.clone(),
-                None,
+                resume.or_else(FilePosition::of_stdin),
             )?),
             SourceSpec::Cpu(i) => Self::Cpu(CpuSource::new(*i)?),
         })

@@ -58,6 +58,32 @@ pub struct FilePosition {
     offset: u64,
 }
 
+impl FilePosition {
+    /// Where standard input stands, when it is a regular file: opening
+    /// `/dev/stdin` anew starts at byte 0, so without this a file given as
+    /// `< capture.bin` would be read again from its start (after SIGHUP, or
+    /// after a shell already read part of it).
+    pub fn of_stdin() -> Option<Self> {
+        let meta = std::fs::metadata("/proc/self/fd/0").ok()?;
+        if !meta.is_file() {
+            return None;
+        }
+        // The offset of the descriptor itself, as the kernel shows it.
+        let info = std::fs::read_to_string("/proc/self/fdinfo/0").ok()?;
+        let offset = info
+            .lines()
+            .find_map(|l| l.strip_prefix("pos:"))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(Self {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            offset,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct PathSource {
     path: PathBuf,
