@@ -9,7 +9,7 @@ use std::sync::mpsc::{self, Receiver};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{CheckArgs, Cli, Command, ListenAddress, LogFormat, RefreshArgs, SourceArgs};
@@ -281,7 +281,12 @@ fn run(args: &RefreshArgs) -> u8 {
     // Bound while privileges are still held, so that a port below 1024 works.
     let listener = match args.telemetry.listen_address {
         ListenAddress::On(addr) => match http::bind(addr) {
-            Ok(l) => Some(l),
+            Ok(bound) => {
+                if let Some(e) = &bound.fell_back {
+                    warn!(listen_address = %addr, error = %e, "no IPv6 here: listening on IPv4 only");
+                }
+                Some(bound.listener)
+            }
             Err(e) => {
                 return fail(
                     EXIT_CONFIG,

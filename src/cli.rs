@@ -81,7 +81,9 @@ pub struct ProbeArgs {
 #[derive(Clone, Debug, Args)]
 pub struct TelemetryArgs {
     /// Address of the metrics and health server (`run` only), or `none`.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9742", value_parser = listen_address,
+    /// The default, [::]:9742, takes IPv4 and IPv6, and IPv4 alone where
+    /// the host has no IPv6.
+    #[arg(long, value_name = "ADDR", default_value = "[::]:9742", value_parser = listen_address,
           env = "RANDOM_REFRESHER_LISTEN_ADDRESS")]
     pub listen_address: ListenAddress,
 

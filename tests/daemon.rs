@@ -495,6 +495,27 @@ mod libc_sig {
     pub const TERM: i32 = 15;
 }
 
+#[test]
+fn the_default_listen_address_answers_on_ipv4_and_on_ipv6() {
+    let dir = temp_dir();
+    let source = good_file(dir.path(), 77, 400);
+    let sink = format!("file:{}", dir.path().join("seed").display());
+    // `[::]` as the default has it, on a free port.
+    let d = Daemon::start_with(
+        bin()
+            .arg("run")
+            .args(["--listen-address", "[::]:0", "--source", &source])
+            .args(["--sink", &sink])
+            .stdout(Stdio::null()),
+    );
+    let addr = d.addr.unwrap_or_else(|| panic!("no address logged:\n{}", d.log()));
+    assert!(addr.is_ipv6(), "{addr}");
+    for ip in ["127.0.0.1", "::1"] {
+        let at = std::net::SocketAddr::new(ip.parse().unwrap(), addr.port());
+        assert_eq!(http_get(at, "/healthz").0, 200, "{at}:\n{}", d.log());
+    }
+}
+
 /// `run --source -` with standard input redirected from `file`, stdout in
 /// `out`, one SIGHUP after the first deliveries.
 fn run_stdin_with_a_hangup(file: &std::path::Path, out: &std::path::Path) {

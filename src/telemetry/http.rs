@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -94,10 +94,58 @@ impl Response {
     }
 }
 
+/// A listener, and the error that made it fall back to IPv4, if it did.
+pub struct Bound {
+    pub listener: TcpListener,
+    pub fell_back: Option<std::io::Error>,
+}
+
 /// Binds the listener; done before privileges are dropped, so that a
-/// port below 1024 works.
-pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr)
+/// port below 1024 works. `[::]` (the default) takes IPv4 and IPv6 on one
+/// socket, whatever `net.ipv6.bindv6only` says, and falls back to
+/// `0.0.0.0` on the same port where the kernel has no IPv6 at all
+/// (`ipv6.disable=1`), so that one default serves IPv4-only, IPv6-only and
+/// dual-stack nodes.
+pub fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
+    let SocketAddr::V6(v6) = addr else {
+        return TcpListener::bind(addr).map(|listener| Bound {
+            listener,
+            fell_back: None,
+        });
+    };
+    if *v6.ip() != Ipv6Addr::UNSPECIFIED {
+        return TcpListener::bind(addr).map(|listener| Bound {
+            listener,
+            fell_back: None,
+        });
+    }
+    match bind_dual_stack(v6) {
+        Ok(listener) => Ok(Bound {
+            listener,
+            fell_back: None,
+        }),
+        Err(e) if e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {
+            let v4 = SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), addr.port());
+            Ok(Bound {
+                listener: TcpListener::bind(v4)?,
+                fell_back: Some(e),
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `[::]:port` with `IPV6_V6ONLY` off, as `TcpListener::bind` would make
+/// it otherwise (close-on-exec, `SO_REUSEADDR`, the largest backlog).
+fn bind_dual_stack(addr: std::net::SocketAddrV6) -> std::io::Result<TcpListener> {
+    use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, SockaddrIn6, sockopt};
+    use std::os::fd::AsRawFd;
+    let fd = sock::socket(AddressFamily::Inet6, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    sock::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    sock::setsockopt(&fd, sockopt::Ipv6V6Only, &false)?;
+    sock::bind(fd.as_raw_fd(), &SockaddrIn6::from(addr))?;
+    sock::listen(&fd, sock::Backlog::MAXCONN)?;
+    Ok(TcpListener::from(fd))
 }
 
 /// Starts serving on `listener`; returns the bound address.

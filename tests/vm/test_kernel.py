@@ -394,3 +394,35 @@ cd /tmp
     assert not any("skipped" in line for line in r.all("testlog")), r.all("testlog")
     assert sum("test result: ok. 1 passed" in line for line in r.all("testlog")) == len(tests), r.all("testlog")
     record("arm64_ioctls", init=r.first("init"), kernel_log=r.first("kernel_log_crng"), boots=r.boots)
+
+
+def test_the_default_listen_address_serves_ipv4_and_ipv6_and_ipv4_alone_without_ipv6(amd64_binary):
+    """`[::]:9742`, the default: on a kernel with IPv6 it answers on both
+    families; on a kernel booted with ipv6.disable=1 (no AF_INET6 at all)
+    it falls back to 0.0.0.0 and says so, instead of failing to start."""
+    scenario = HELPERS + """
+serve() {
+    random-refresher run --log-format json --interval 1s --source rdrand --sink mix 2>>/tmp/d.log &
+    pid=$!
+    wait_for 20 wget -qO /dev/null http://127.0.0.1:9742/healthz; say "ipv4=$?"
+    wget -qO /dev/null 'http://[::1]:9742/healthz'; say "ipv6=$?"
+    kill $pid; wait $pid; say "exit=$?"
+}
+serve
+if [ -e /proc/sys/net/ipv6/bindv6only ]; then
+    echo 1 > /proc/sys/net/ipv6/bindv6only
+    serve
+fi
+say_file log /tmp/d.log
+"""
+    both = boot(AMD64, scenario, timeout=180)
+    # Twice: as the kernel has it, then with net.ipv6.bindv6only=1, which
+    # the socket overrides.
+    assert both.all("ipv4") == ["0", "0"] and both.all("ipv6") == ["0", "0"], both.text()
+    assert both.all("exit") == ["0", "0"], both.text()
+    assert not any("no IPv6" in m for m in messages(log_lines(both))), both.text()
+    alone = boot(AMD64, scenario, append="ipv6.disable=1", timeout=180)
+    assert (alone.first("ipv4"), alone.first("exit")) == ("0", "0"), alone.text()
+    assert alone.first("ipv6") != "0", alone.text()
+    fell_back = [line for line in log_lines(alone) if line.get("message", "").startswith("no IPv6 here")]
+    assert len(fell_back) == 1 and fell_back[0].get("listen_address") == "[::]:9742", alone.text()
