@@ -97,17 +97,14 @@ fn health(c: &mut Criterion) {
                 .count()
         })
     });
-    g.bench_function("min_entropy_estimate", |b| {
-        // MCV and MultiMMC (order 1) over the same bytes, as a source's
-        // estimator sees them.
-        let mut est = random_refresher::health::estimate::Estimator::new(1 << 20);
-        b.iter(|| {
-            for blk in &blocks {
-                black_box(est.feed(black_box(&blk[..])));
-            }
-        })
-    });
     g.sample_size(10);
+    g.bench_function("min_entropy_assessment", |b| {
+        // The full SP 800-90B assessment (both tracks, ten estimators) of
+        // the same bytes as one window, on one thread, as a source's
+        // online assessment runs it.
+        let window = blocks.concat();
+        b.iter(|| random_refresher::health::entropy::assess(black_box(&window), 8).unwrap())
+    });
     g.bench_function("fips140_2_reference", |b| {
         let mut cont = ContinuousRun::default();
         b.iter(|| {
@@ -213,7 +210,7 @@ fn cycle(c: &mut Criterion) {
         interval: Duration::from_secs(1),
         entropy_per_byte: None,
         estimate_window: random_refresher::health::estimate::DEFAULT_WINDOW,
-        estimate_every: random_refresher::health::estimate::DEFAULT_EVERY,
+        estimate_every: random_refresher::health::estimate::Sampling::Budget,
         claimed_min_entropy: 8.0,
         max_failed_cycles: 10,
         cutoffs: Cutoffs::new(8.0, -40.0).unwrap(),

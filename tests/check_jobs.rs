@@ -46,15 +46,24 @@ fn edgy_stream() -> Vec<u8> {
     data
 }
 
+/// The report without its times. One 64 KiB window in 16 is assessed:
+/// which windows `auto` assesses depends on how long things took, so only a
+/// fixed rule gives the same report twice (and small windows keep the test
+/// quick under emulation).
 fn report(file: &std::path::Path, jobs: usize) -> serde_json::Value {
     let out = check_file(
         file,
         BLOCKS,
-        &["--format", "json", "--jobs", &jobs.to_string()],
+        &["--format", "json", "--jobs", &jobs.to_string(), "--estimate-window", "64KiB", "--estimate-every", "16"],
     );
-    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout)
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr(&out)));
+    timeless(v)
+}
+
+fn timeless(mut v: serde_json::Value) -> serde_json::Value {
     v.as_object_mut().unwrap().remove("seconds");
+    v["min_entropy"].as_object_mut().unwrap().remove("seconds");
     v
 }
 
@@ -70,6 +79,10 @@ fn every_job_count_gives_the_single_thread_report() {
         );
     }
     assert_eq!(one["blocks"], BLOCKS as u64);
+    // 183 whole windows of 65,536 samples: windows 0, 16, ... 176.
+    let assessed = one["min_entropy"]["assessed"].as_array().unwrap();
+    let windows: Vec<u64> = assessed.iter().map(|a| a["window"].as_u64().unwrap()).collect();
+    assert_eq!(windows, (0..12).map(|i| i * 16).collect::<Vec<u64>>(), "{}", one["min_entropy"]);
     for jobs in 2..=4 {
         assert_eq!(report(&file, jobs), one, "--jobs {jobs} vs --jobs 1");
     }
@@ -87,6 +100,7 @@ fn a_stream_and_a_file_give_the_same_report_for_every_job_count() {
         let mut child = bin()
             .args(["check", "--source", "-", "--blocks", &BLOCKS.to_string()])
             .args(["--format", "json", "--jobs", &jobs.to_string()])
+            .args(["--estimate-window", "64KiB", "--estimate-every", "16"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -97,9 +111,9 @@ fn a_stream_and_a_file_give_the_same_report_for_every_job_count() {
         let feeder = std::thread::spawn(move || input.write_all(&bytes));
         let out = child.wait_with_output().unwrap();
         feeder.join().unwrap().unwrap();
-        let mut v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr(&out)));
-        v.as_object_mut().unwrap().remove("seconds");
+        let mut v = timeless(v);
         v["source"] = want["source"].clone();
         assert_eq!(v, want, "stdin, --jobs {jobs}");
     }
@@ -204,18 +218,24 @@ fn feed(input: &mut impl Write, n: u64) {
 fn a_million_blocks_are_checked_in_a_small_resident_set() {
     const BLOCKS: u64 = 1_000_000; // 2.5 GB
     for jobs in [1u64, 2] {
-        let mut cmd = bin();
-        cmd.args(["check", "--source", "-", "--blocks", &BLOCKS.to_string()])
-            .args(["--jobs", &jobs.to_string(), "--format", "json"]);
-        let (code, kib) = peak_rss(&mut cmd, 4 + BLOCKS * BLOCK as u64);
-        assert!(code.is_some(), "check was killed");
-        // 16 MiB, plus 1 MB per job in each of the three buffers of a
-        // stream's reading thread.
-        let bound = 16 * 1024 + jobs * 3 * 1000;
-        assert!(
-            kib <= bound,
-            "--jobs {jobs}: peak RSS {kib} KiB > {bound} KiB"
-        );
+        // As rngtest, without the min-entropy assessment: 16 MiB, plus
+        // 1 MB per job in each of the three buffers of a stream's reading
+        // thread. With it (the default: the first 1,000,000-sample window
+        // and then within its budget), one window's working set more per
+        // job assessing, whatever the length of the input.
+        for (assessment, extra) in [("off", 0), ("auto", jobs * 64 * 1024)] {
+            let mut cmd = bin();
+            cmd.args(["check", "--source", "-", "--blocks", &BLOCKS.to_string()])
+                .args(["--jobs", &jobs.to_string(), "--format", "json"])
+                .args(["--estimate-every", assessment]);
+            let (code, kib) = peak_rss(&mut cmd, 4 + BLOCKS * BLOCK as u64);
+            assert!(code.is_some(), "check was killed");
+            let bound = 16 * 1024 + jobs * 3 * 1000 + extra;
+            assert!(
+                kib <= bound,
+                "--jobs {jobs} --estimate-every {assessment}: peak RSS {kib} KiB > {bound} KiB"
+            );
+        }
     }
 }
 
@@ -243,6 +263,9 @@ fn the_kernel_sink_holds_one_copy_of_a_large_batch() {
         "kernel",
         "--batch-size",
         "50MB",
+        // The batch's copies only: no min-entropy assessment beside them.
+        "--estimate-every",
+        "off",
         "--source",
     ])
     .arg(&file);

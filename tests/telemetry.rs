@@ -99,6 +99,9 @@ fn promtool_finds_nothing_to_say_about_live_metrics() {
         "100ms",
         "--metrics-label",
         "node=worker-1",
+        // Small windows, so that the assessment's series are there too.
+        "--estimate-window",
+        "4096",
     ]);
     daemon.wait_for_log("refreshing");
     assert!(
@@ -107,6 +110,7 @@ fn promtool_finds_nothing_to_say_about_live_metrics() {
             .filter(|v| *v >= 2.0))
         .is_some()
     );
+    daemon.wait_for_log("min-entropy assessed");
     let (status, body) = daemon.get("/metrics");
     assert_eq!(status, 200);
     let mut child = Command::new(promtool)
@@ -129,6 +133,52 @@ fn promtool_finds_nothing_to_say_about_live_metrics() {
         "promtool said: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn each_estimator_of_an_assessed_window_is_a_series_and_the_assessed_value_is_their_minimum() {
+    let dir = temp_dir();
+    let src = good_file(dir.path(), 600, 20);
+    let daemon = Daemon::start(&[
+        "--source", &src, "--sink", "stdout", "--interval", "100ms", "--estimate-window", "4096",
+    ]);
+    assert!(daemon.wait_for_log("min-entropy assessed").is_some(), "{}", daemon.log());
+    let (_, text) = daemon.get("/metrics");
+    let name = "random_refresher_min_entropy_estimator_per_symbol{";
+    let series: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix(name))
+        .map(|l| {
+            let (labels, value) = l.rsplit_once(' ').unwrap();
+            (labels.to_string(), value.parse().unwrap())
+        })
+        .collect();
+    let on = |track: &str| -> Vec<String> {
+        let track = format!("track=\"{track}\"");
+        series
+            .iter()
+            .filter(|(l, _)| l.contains(&track))
+            .map(|(l, _)| l.split("estimator=\"").nth(1).unwrap().trim_end_matches("\"}").to_string())
+            .collect()
+    };
+    // Bytes of more than two values: all ten estimators on the bitstring;
+    // on the literal track not the three for binary data, and t-tuple only
+    // when some tuple occurs 35 times (not at 4096 samples of full entropy).
+    assert_eq!(on("bitstring").len(), 10, "{series:?}");
+    let literal = on("literal");
+    for e in ["mcv", "lrs", "multi_mcw", "lag", "multi_mmc", "lz78y"] {
+        assert!(literal.iter().any(|l| l == e), "no literal {e}: {literal:?}");
+    }
+    assert!(literal.iter().all(|e| !["collision", "markov", "compression"].contains(&e.as_str())), "{literal:?}");
+    assert_eq!(series.len(), literal.len() + 10, "{series:?}");
+    let lowest = series
+        .iter()
+        .map(|(l, v)| if l.contains("bitstring") { 8.0 * v } else { *v })
+        .fold(8.0, f64::min);
+    let src_label = format!("source=\"{src}\"");
+    let assessed = metric_value(&text, &format!("random_refresher_min_entropy_estimate_per_byte{{{src_label}}}")).unwrap();
+    assert!((assessed - lowest).abs() < 1e-9, "assessed {assessed}, lowest estimate {lowest}");
+    assert!(text.contains(&format!("random_refresher_min_entropy_assessment_duration_seconds_count{{{src_label}}} ")), "no duration histogram");
 }
 
 #[test]

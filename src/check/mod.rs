@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::cli::{CheckArgs, ReportFormat};
-use crate::health::estimate::{Estimate, Estimator};
-use crate::health::{Block, BlockScan, ContinuousRun, Cutoffs, StreamTests, Test, TestCounts};
+use crate::health::entropy::{self, AssessError, Assessment, Estimates};
+use crate::health::estimate::{Budget, CHECK_BUDGET, Sampling, Window, Windows};
+use crate::health::{BLOCK_BYTES, Block, BlockScan, ContinuousRun, Cutoffs, StreamTests, Test, TestCounts};
 use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
 mod scan;
@@ -24,29 +25,53 @@ pub struct Report {
     pub ended: Option<String>,
     pub rct_cutoff: u32,
     pub apt_cutoff: u32,
-    /// SP 800-90B min-entropy estimates of the bytes read.
-    pub min_entropy: EstimateReport,
+    /// SP 800-90B min-entropy assessments of the bytes read.
+    pub min_entropy: AssessmentReport,
 }
 
-/// The estimates over the stream's estimated windows: the newest, and the
-/// lowest (the one to judge a device by).
-#[derive(Debug, Default, serde::Serialize)]
-pub struct EstimateReport {
-    pub window_bytes: usize,
-    /// One window in every so many was estimated.
-    pub every: u32,
+/// The min-entropy assessments of one stream's assessed windows.
+#[derive(Debug, serde::Serialize)]
+pub struct AssessmentReport {
+    pub window_samples: usize,
+    /// `auto`, `off`, or N for one window in every N.
+    pub sampling: String,
+    pub bits_per_sample: u8,
+    /// Whole windows the stream held.
     pub windows: u64,
-    pub last: Option<Estimate>,
-    pub lowest: Option<Estimate>,
+    /// The lowest assessed value of any window: the one to judge by.
+    pub lowest: Option<f64>,
+    /// Time spent assessing.
+    pub seconds: f64,
+    pub assessed: Vec<AssessedWindow>,
 }
 
-impl EstimateReport {
-    fn add(&mut self, e: Estimate) {
-        self.windows += 1;
-        self.last = Some(e);
-        if self.lowest.is_none_or(|l| e.min < l.min) {
-            self.lowest = Some(e);
+/// One window's assessment, and where it was in the stream.
+#[derive(Debug, serde::Serialize)]
+pub struct AssessedWindow {
+    /// Which window, from 0; its first sample is `index × window_samples`.
+    pub window: u64,
+    /// The stream ended before the window was full.
+    pub partial: bool,
+    #[serde(flatten)]
+    pub assessment: Assessment,
+}
+
+impl AssessmentReport {
+    fn add(&mut self, window: &Window, assessment: Assessment) {
+        if self.lowest.is_none_or(|l| assessment.assessed < l) {
+            self.lowest = Some(assessment.assessed);
         }
+        self.assessed.push(AssessedWindow {
+            window: window.index,
+            partial: window.partial,
+            assessment,
+        });
+    }
+
+    fn lowest_window(&self) -> Option<&AssessedWindow> {
+        self.assessed
+            .iter()
+            .min_by(|a, b| a.assessment.assessed.total_cmp(&b.assessment.assessed))
     }
 }
 
@@ -57,7 +82,8 @@ struct Plan {
     jobs: usize,
     cutoffs: Cutoffs,
     window: usize,
-    every: u32,
+    sampling: Sampling,
+    bits_per_sample: u8,
 }
 
 impl Report {
@@ -73,6 +99,12 @@ impl Report {
 pub enum CheckError {
     #[error("--source {spec}: {source}")]
     Open { spec: String, source: SourceError },
+    #[error("--source {spec} --bits-per-sample {bits}: {source}")]
+    Assess {
+        spec: String,
+        bits: u8,
+        source: AssessError,
+    },
 }
 
 /// Tests each source in turn, as many blocks of each as asked for.
@@ -86,7 +118,8 @@ pub fn check(
         jobs: args.jobs(),
         cutoffs,
         window: args.source.estimate_window,
-        every: args.source.estimate_every,
+        sampling: args.source.estimate_every,
+        bits_per_sample: args.bits_per_sample,
     };
     let mut reports = Vec::new();
     for spec in &args.source.sources {
@@ -111,17 +144,32 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
     let mut bytes_read = got as u64;
     let mut ended = primed.err().map(|e| e.to_string());
     let mut stream = Stream::new(plan, ContinuousRun::primed(u32::from_le_bytes(prime)));
+    // The assessment sees every sample, the priming bytes too, as NIST's
+    // tool would see the same file.
+    stream.untested(&prime[..got]);
     if ended.is_none() {
         let read = match regular_file(spec) {
             // Positioned reads from every thread, after the priming bytes.
             Some((file, path)) => {
                 drop(source);
-                scan::run_file(&file, path, 4, (plan, limits), &mut stream)
+                let read = scan::run_file(&file, path, 4, (plan, limits), &mut stream);
+                if plan.blocks == 0 {
+                    stream.untested(&file_tail(&file, 4 + stream.counts.blocks * BLOCK_BYTES as u64));
+                }
+                read
             }
             None => scan::run(source, plan, limits, &mut stream),
         };
         bytes_read += read.bytes;
         ended = read.ended;
+    }
+    stream.finish_stream();
+    if let Some(source) = stream.error.take() {
+        return Err(CheckError::Assess {
+            spec: spec.to_string(),
+            bits: plan.bits_per_sample,
+            source,
+        });
     }
     Ok(Report {
         source: spec.to_string(),
@@ -133,6 +181,22 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
         apt_cutoff: plan.cutoffs.apt,
         min_entropy: stream.min_entropy,
     })
+}
+
+/// The bytes of a file from `offset` to its end, shorter than a block: the
+/// tail no block test sees. Empty if it cannot be read.
+fn file_tail(file: &std::fs::File, offset: u64) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let mut tail = vec![0u8; BLOCK_BYTES];
+    let mut got = 0;
+    while got < tail.len() {
+        match file.read_at(&mut tail[got..], offset + got as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    tail.truncate(got);
+    tail
 }
 
 /// The file behind `spec` when it is a regular file, opened for positioned
@@ -152,31 +216,76 @@ fn regular_file(spec: &SourceSpec) -> Option<(std::fs::File, &std::path::Path)> 
 pub(crate) struct Stream {
     tests: StreamTests,
     counts: TestCounts,
-    estimator: Estimator,
-    min_entropy: EstimateReport,
+    windows: Windows,
+    budget: Budget,
+    started: Instant,
+    jobs: usize,
+    min_entropy: AssessmentReport,
+    /// The first assessment that could not be made; no more are tried.
+    error: Option<AssessError>,
 }
 
 impl Stream {
     fn new(plan: &Plan, continuous: ContinuousRun) -> Self {
+        let windows = Windows::new(plan.window, plan.sampling);
         Self {
             tests: StreamTests::new(plan.cutoffs, continuous),
             counts: TestCounts::default(),
-            estimator: Estimator::sampled(plan.window, plan.every),
-            min_entropy: EstimateReport {
-                window_bytes: plan.window.max(crate::health::estimate::MIN_WINDOW),
-                every: plan.every,
-                ..EstimateReport::default()
+            min_entropy: AssessmentReport {
+                window_samples: windows.size(),
+                sampling: plan.sampling.to_string(),
+                bits_per_sample: plan.bits_per_sample,
+                windows: 0,
+                lowest: None,
+                seconds: 0.0,
+                assessed: Vec::new(),
             },
+            windows,
+            budget: Budget::new(CHECK_BUDGET),
+            started: Instant::now(),
+            jobs: plan.jobs,
+            error: None,
         }
     }
 
     fn finish(&mut self, blocks: &[Block], scans: &[BlockScan]) {
         for (block, scan) in blocks.iter().zip(scans) {
             self.counts.add(&self.tests.finish(block, scan));
-            if let Some(e) = self.estimator.feed(block) {
-                self.min_entropy.add(e);
+            if let Some(window) = self.windows.feed(block) {
+                self.assess(window);
             }
         }
+    }
+
+    /// Samples no block test saw (the priming bytes, a file's tail): for
+    /// the assessment only.
+    fn untested(&mut self, samples: &[u8]) {
+        if let Some(window) = self.windows.feed(samples) {
+            self.assess(window);
+        }
+    }
+
+    /// The stream ended: its last, partial window too.
+    fn finish_stream(&mut self) {
+        if let Some(window) = self.windows.finish() {
+            self.assess(window);
+        }
+        self.min_entropy.windows = self.windows.completed();
+        self.min_entropy.seconds = self.budget.spent().as_secs_f64();
+    }
+
+    fn assess(&mut self, window: Window) {
+        let budgeted = self.windows.sampling() == Sampling::Budget;
+        if self.error.is_some() || (budgeted && !self.budget.allows(self.started.elapsed())) {
+            return;
+        }
+        let started = Instant::now();
+        let bits = self.min_entropy.bits_per_sample;
+        match entropy::assess_with(&window.samples, bits, self.jobs) {
+            Ok(a) => self.min_entropy.add(&window, a),
+            Err(e) => self.error = Some(e),
+        }
+        self.budget.charge(started.elapsed());
     }
 }
 
@@ -220,24 +329,58 @@ fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "SP 800-90B failures: {}", c.sp800_90b_failures)?;
     writeln!(out, "successes (every test passed): {}", c.successes)?;
     writeln!(out, "failures: {}", c.failures)?;
-    let m = &report.min_entropy;
-    match (m.last, m.lowest) {
-        (Some(last), Some(lowest)) => {
-            writeln!(
-                out,
-                "min-entropy estimate (SP 800-90B, bits per byte): {:.3} (MCV {:.3}, MultiMMC {:.3}) in the newest window, {:.3} in the lowest; {} windows of {} bytes, one in every {}",
-                last.min, last.mcv, last.mmc, lowest.min, m.windows, m.window_bytes, m.every
-            )?;
-        }
-        _ => writeln!(
-            out,
-            "min-entropy estimate: none (fewer than {} bytes read)",
-            m.window_bytes
-        )?,
-    }
+    print_assessment(&report.min_entropy, out)?;
     writeln!(
         out,
         "blocks tested: {} in {:.3} s",
         c.blocks, report.seconds
     )
+}
+
+fn print_assessment(m: &AssessmentReport, out: &mut impl Write) -> std::io::Result<()> {
+    let Some(low) = m.lowest_window() else {
+        let why = match m.sampling.as_str() {
+            "off" => "off (--estimate-every off)".to_string(),
+            _ => format!("none (fewer than {} samples read)", crate::health::estimate::MIN_WINDOW),
+        };
+        return writeln!(out, "min-entropy assessment: {why}");
+    };
+    let a = &low.assessment;
+    writeln!(
+        out,
+        "min-entropy (SP 800-90B, bits per {}-bit sample): {:.6} assessed, in the lowest window",
+        m.bits_per_sample,
+        a.assessed.max(0.0),
+    )?;
+    writeln!(
+        out,
+        "  windows of {} samples: read whole {}, assessed {} (sampling {}, {:.3} s)",
+        m.window_samples,
+        m.windows,
+        m.assessed.len(),
+        m.sampling,
+        m.seconds
+    )?;
+    let partial = if low.partial { ", partial" } else { "" };
+    writeln!(
+        out,
+        "  window {}{partial}: {} samples, {} distinct values; H_original {:.6}{}",
+        low.window,
+        a.samples,
+        a.alphabet,
+        a.h_original,
+        a.h_bitstring
+            .map(|h| format!(", H_bitstring {h:.6} per bit"))
+            .unwrap_or_default()
+    )?;
+    print_estimates("literal", &a.literal, out)?;
+    if let Some(b) = &a.bitstring {
+        print_estimates("bitstring", b, out)?;
+    }
+    Ok(())
+}
+
+fn print_estimates(track: &str, e: &Estimates, out: &mut impl Write) -> std::io::Result<()> {
+    let list: Vec<String> = e.iter().map(|(e, v)| format!("{e} {v:.6}")).collect();
+    writeln!(out, "  {track}: {}", list.join(", "))
 }

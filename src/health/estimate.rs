@@ -1,339 +1,240 @@
-//! How much entropy a source really delivers: SP 800-90B §6.3 min-entropy
-//! estimates computed online, over windows of the source's own bytes.
+//! Which windows of a stream are assessed for min-entropy, and at what
+//! cost: the stream is cut into consecutive windows of samples (1,000,000
+//! by default, the size SP 800-90B §3.1.1 asks for), and some of them are
+//! handed to the full assessment ([`super::entropy`]).
 //!
-//! Two estimators, and the lower of the two is the source's estimate:
-//! - the Most Common Value estimate (§6.3.1): how often the commonest byte
-//!   occurs, with the standard's 99 % upper bound;
-//! - the MultiMMC prediction estimate (§6.3.10) of order 1 on bytes: a
-//!   predictor that guesses each byte as the commonest successor so far of
-//!   the byte before it, judged by its global hit rate (with its upper
-//!   bound) and by its longest run of hits (the local bound). It sees the
-//!   sequential structure MCV cannot: a counter has flat byte counts, but
-//!   its next byte is always the last one plus one.
+//! The assessment costs far more per byte than the health tests (about a
+//! thousand times; `cargo bench --bench health` measures both), so not every
+//! window is assessed unless asked:
+//! - [`Sampling::Budget`] (the default): the first window always, then a
+//!   window whenever the time spent assessing is within a share of the
+//!   time elapsed ([`DAEMON_BUDGET`] in the daemon, [`CHECK_BUDGET`] in
+//!   `check`). A slow device has every window assessed; RDRAND has one
+//!   assessed every few seconds, at a bounded cost.
+//! - [`Sampling::Every`]: one window in every N, whatever it costs
+//!   (`--estimate-every 1` assesses every window).
+//! - [`Sampling::Off`]: no assessment, for a pure rngtest-equivalent run.
 //!
-//! The predictor follows NIST's reference implementation
-//! (SP800-90B_EntropyAssessment): the first transition seeds the table,
-//! predictions start at the third byte (N = L - 2), a context never seen
-//! makes no prediction (neither a hit nor the end of a run), and of equal
-//! counts the larger byte value is predicted.
-//!
-//! Windows are consecutive, not overlapping, and sampled: one window in
-//! every `every` is estimated, the others only counted past, because the
-//! predictor's table costs about three times what all the health tests
-//! cost per byte (benchmarked: `cargo bench --bench health`). At the
-//! defaults, one 64 KiB window in 64 (one estimate per 4 MiB, about 5 %
-//! of the gate's time): a new estimate every 7 minutes from a 10 KB/s
-//! device, many a second from RDRAND. An estimate always describes the
-//! newest estimated window.
+//! Nothing here runs an estimator or reads a clock: the caller passes the
+//! times in, so the rules are tested as plain arithmetic.
 
-/// Bytes per estimated window, by default: 64 KiB, where the 99 % bounds
-/// put a full-entropy source at about 7.7 bits per byte.
-pub const DEFAULT_WINDOW: usize = 64 * 1024;
-/// One window in this many is estimated, by default.
-pub const DEFAULT_EVERY: u32 = 64;
-/// The smallest window: below it the bounds say little.
+use std::time::Duration;
+
+/// Samples per window, by default: the size the standard asks for.
+pub const DEFAULT_WINDOW: usize = 1_000_000;
+/// The smallest window, and the smallest last partial window assessed:
+/// below it most estimators have too few samples to say anything.
 pub const MIN_WINDOW: usize = 4096;
-/// The normal quantile of the standard's 99 % confidence bounds.
-const Z_ALPHA: f64 = 2.576;
+/// The daemon assesses within 2 % of one core's time, over its life.
+pub const DAEMON_BUDGET: f64 = 0.02;
+/// `check` spends at most half its time assessing, past the first window.
+pub const CHECK_BUDGET: f64 = 0.5;
 
-/// One window's estimates, in bits per byte.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
-pub struct Estimate {
-    /// Most Common Value estimate.
-    pub mcv: f64,
-    /// MultiMMC (order 1) prediction estimate.
-    pub mmc: f64,
-    /// The lower of the two: the source's estimate.
-    pub min: f64,
-    /// Bytes the window held.
-    pub bytes: u64,
+/// Which windows are assessed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// The first window, then within the time budget.
+    Budget,
+    /// One window in every N (N >= 1), the first among them.
+    Every(u32),
+    /// None.
+    Off,
 }
 
-/// Estimates one stream's min-entropy window after window.
-#[derive(Clone, Debug)]
-pub struct Estimator {
-    window: usize,
-    every: u32,
-    /// Windows started, the current one included.
-    windows: u64,
-    seen: usize,
-    counts: Box<[u32; 256]>,
-    /// `successors[prev * 256 + next]`: how often `next` followed `prev`.
-    successors: Box<[u32]>,
-    /// The predicted successor of each byte, and how often it followed.
-    best: Box<[(u8, u32); 256]>,
-    prev: Option<u8>,
-    predictions: u64,
-    hits: u64,
-    run: u64,
-    longest_run: u64,
-    last: Option<Estimate>,
-}
-
-impl Estimator {
-    /// Estimates every window of `window` bytes (clamped to at least
-    /// [`MIN_WINDOW`]).
-    pub fn new(window: usize) -> Self {
-        Self::sampled(window, 1)
+impl std::fmt::Display for Sampling {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Budget => f.write_str("auto"),
+            Self::Every(n) => write!(f, "{n}"),
+            Self::Off => f.write_str("off"),
+        }
     }
+}
 
-    /// Estimates one window in every `every` (the first among them).
-    pub fn sampled(window: usize, every: u32) -> Self {
+/// A window's samples, ready to be assessed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Window {
+    /// Which window of the stream, from 0.
+    pub index: u64,
+    pub samples: Vec<u8>,
+    /// The stream ended before the window was full.
+    pub partial: bool,
+}
+
+/// Cuts a stream into windows and keeps the samples of those that may be
+/// assessed.
+#[derive(Clone, Debug)]
+pub struct Windows {
+    size: usize,
+    sampling: Sampling,
+    /// The window being filled.
+    index: u64,
+    /// Samples of the current window seen so far (kept or not).
+    seen: usize,
+    kept: Vec<u8>,
+}
+
+impl Windows {
+    /// Windows of `size` samples (at least [`MIN_WINDOW`]).
+    pub fn new(size: usize, sampling: Sampling) -> Self {
         Self {
-            window: window.max(MIN_WINDOW),
-            every: every.max(1),
-            windows: 1,
+            size: size.max(MIN_WINDOW),
+            sampling,
+            index: 0,
             seen: 0,
-            counts: Box::new([0; 256]),
-            successors: vec![0; 256 * 256].into_boxed_slice(),
-            best: Box::new([(0, 0); 256]),
-            prev: None,
-            predictions: 0,
-            hits: 0,
-            run: 0,
-            longest_run: 0,
-            last: None,
+            kept: Vec::new(),
         }
     }
 
-    /// The estimate of the newest complete window, if one is complete.
-    pub fn last(&self) -> Option<Estimate> {
-        self.last
+    pub fn size(&self) -> usize {
+        self.size
     }
 
-    /// Feeds bytes in order; returns the estimate of the window this call
-    /// completed, if any (the newest, if it completed several).
-    pub fn feed(&mut self, mut bytes: &[u8]) -> Option<Estimate> {
+    pub fn sampling(&self) -> Sampling {
+        self.sampling
+    }
+
+    /// Samples of the window being filled.
+    pub fn filling(&self) -> usize {
+        self.seen
+    }
+
+    /// Whole windows seen so far.
+    pub fn completed(&self) -> u64 {
+        self.index
+    }
+
+    fn keeps(&self, index: u64) -> bool {
+        match self.sampling {
+            Sampling::Budget => true,
+            Sampling::Every(n) => index.is_multiple_of(u64::from(n.max(1))),
+            Sampling::Off => false,
+        }
+    }
+
+    /// Feeds samples in stream order; returns the window this call
+    /// completed, if it is one to assess (the newest, if it completed
+    /// several). Under [`Sampling::Budget`] every window comes back and
+    /// the caller asks its [`Budget`].
+    pub fn feed(&mut self, mut samples: &[u8]) -> Option<Window> {
         let mut done = None;
-        while !bytes.is_empty() {
-            let take = bytes.len().min(self.window - self.seen);
-            let (now, rest) = bytes.split_at(take);
-            let estimated = (self.windows - 1).is_multiple_of(u64::from(self.every));
-            if estimated {
-                for &b in now {
-                    self.push(b);
+        while !samples.is_empty() {
+            let take = samples.len().min(self.size - self.seen);
+            let (now, rest) = samples.split_at(take);
+            if self.keeps(self.index) {
+                if self.kept.capacity() == 0 {
+                    self.kept.reserve_exact(self.size);
                 }
-            } else {
-                self.seen += take;
+                self.kept.extend_from_slice(now);
             }
-            bytes = rest;
-            if self.seen < self.window {
-                continue;
-            }
-            self.windows += 1;
-            if estimated {
-                let e = self.finish_window();
-                self.last = Some(e);
-                done = Some(e);
-            } else {
+            self.seen += take;
+            samples = rest;
+            if self.seen == self.size {
+                let kept = self.keeps(self.index);
+                let samples = std::mem::replace(&mut self.kept, Vec::new());
+                done = kept.then_some(Window {
+                    index: self.index,
+                    samples,
+                    partial: false,
+                });
+                self.index += 1;
                 self.seen = 0;
             }
         }
         done
     }
 
-    fn push(&mut self, b: u8) {
-        let index = self.seen;
-        self.seen += 1;
-        self.counts[usize::from(b)] += 1;
-        let Some(prev) = self.prev else {
-            self.prev = Some(b);
-            return;
-        };
-        // Index 1 is the seeding transition; every later byte is predicted
-        // (N = L - 2), and an unseen context predicts nothing.
-        if index >= 2 {
-            self.predictions += 1;
-            let (guess, guess_count) = self.best[usize::from(prev)];
-            if guess_count > 0 {
-                if guess == b {
-                    self.hits += 1;
-                    self.run += 1;
-                    self.longest_run = self.longest_run.max(self.run);
-                } else {
-                    self.run = 0;
-                }
-            }
-        }
-        let cell = &mut self.successors[usize::from(prev) * 256 + usize::from(b)];
-        *cell += 1;
-        let best = &mut self.best[usize::from(prev)];
-        if *cell > best.1 || (*cell == best.1 && b > best.0) {
-            *best = (b, *cell);
-        }
-        self.prev = Some(b);
-    }
-
-    fn finish_window(&mut self) -> Estimate {
-        let n = self.seen as f64;
-        let most = f64::from(*self.counts.iter().max().unwrap_or(&0));
-        let mcv = mcv_estimate(most, n);
-        let mmc = prediction_estimate(self.hits, self.predictions, self.longest_run, 256);
-        let e = Estimate {
-            mcv,
-            mmc,
-            min: mcv.min(mmc),
-            bytes: self.seen as u64,
-        };
-        self.reset();
-        e
-    }
-
-    fn reset(&mut self) {
-        self.seen = 0;
-        self.counts.fill(0);
-        self.successors.fill(0);
-        self.best.fill((0, 0));
-        self.prev = None;
-        (self.predictions, self.hits, self.run, self.longest_run) = (0, 0, 0, 0);
+    /// At the end of the stream: the last, partial window, if it is one to
+    /// assess and holds at least [`MIN_WINDOW`] samples.
+    pub fn finish(&mut self) -> Option<Window> {
+        let samples = std::mem::take(&mut self.kept);
+        (self.keeps(self.index) && samples.len() >= MIN_WINDOW).then_some(Window {
+            index: self.index,
+            samples,
+            partial: true,
+        })
     }
 }
 
-/// §6.3.1: -log2 of the 99 % upper bound on the commonest value's share.
-pub fn mcv_estimate(most_common: f64, n: f64) -> f64 {
-    let p = most_common / n;
-    let upper = (p + Z_ALPHA * (p * (1.0 - p) / (n - 1.0)).sqrt()).min(1.0);
-    -upper.log2()
+/// How much of the elapsed time assessments may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    share: f64,
+    spent: Duration,
 }
 
-/// §6.3 prediction estimate from `hits` correct of `predictions`, the
-/// longest run of hits, over an alphabet of `k` symbols.
-pub fn prediction_estimate(hits: u64, predictions: u64, longest_run: u64, k: u32) -> f64 {
-    let n = predictions.max(1) as f64;
-    let p_global = hits as f64 / n;
-    let p_global_upper = if hits == 0 {
-        1.0 - 0.01f64.powf(1.0 / n)
-    } else {
-        (p_global + Z_ALPHA * (p_global * (1.0 - p_global) / (n - 1.0).max(1.0)).sqrt()).min(1.0)
-    };
-    let mut p = p_global_upper.max(1.0 / f64::from(k));
-    let r = longest_run + 1;
-    if p < 1.0 && run_function(p, r, n) > 0.99f64.ln() {
-        p = p.max(p_local(r, n, p));
+impl Budget {
+    pub fn new(share: f64) -> Self {
+        Self {
+            share,
+            spent: Duration::ZERO,
+        }
     }
-    -p.log2()
-}
 
-/// ln of the probability that no run of `r` hits occurs in `n` predictions
-/// with hit rate `p` (the standard's equation, in log space).
-fn run_function(p: f64, r: u64, n: f64) -> f64 {
-    let q = 1.0 - p;
-    let r = r as f64;
-    let mut x: f64 = 1.0;
-    for _ in 0..66 {
-        let next = 1.0 + q * p.powf(r) * x.powf(r + 1.0);
-        if (next - x).abs() <= f64::EPSILON * next {
-            x = next;
-            break;
-        }
-        x = next;
+    /// Whether another assessment may start, `elapsed` after the clock
+    /// started: always the first, then while the time spent is within the
+    /// share.
+    pub fn allows(&self, elapsed: Duration) -> bool {
+        self.spent.is_zero() || self.spent.as_secs_f64() <= self.share * elapsed.as_secs_f64()
     }
-    (1.0 - p * x).ln() - ((r + 1.0 - r * x) * q).ln() - (n + 1.0) * x.ln()
-}
 
-/// The local bound: the `p` in [`low`, 1] at which the run function is
-/// ln 0.99, by bisection (the function falls as `p` grows).
-fn p_local(r: u64, n: f64, low: f64) -> f64 {
-    let target = 0.99f64.ln();
-    let (mut lo, mut hi) = (low, 1.0);
-    for _ in 0..100 {
-        let mid = (lo + hi) / 2.0;
-        let v = run_function(mid, r, n);
-        if !v.is_finite() {
-            hi = mid;
-            continue;
-        }
-        if v > target {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
+    /// Counts an assessment's time.
+    pub fn charge(&mut self, took: Duration) {
+        // A zero charge would make the next call look like the first.
+        self.spent += took.max(Duration::from_nanos(1));
     }
-    hi
+
+    pub fn spent(&self) -> Duration {
+        self.spent
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-        let mut x = seed | 1;
-        move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        }
+    fn feed_all(w: &mut Windows, total: usize, chunk: usize) -> Vec<Window> {
+        let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+        let mut out: Vec<Window> = data.chunks(chunk).filter_map(|c| w.feed(c)).collect();
+        out.extend(w.finish());
+        out
     }
 
     #[test]
-    fn random_bytes_estimate_close_to_8_bits() {
-        let mut next = xorshift(7);
-        let data: Vec<u8> = (0..DEFAULT_WINDOW).map(|_| (next() >> 24) as u8).collect();
-        let e = Estimator::new(DEFAULT_WINDOW).feed(&data).unwrap();
-        // At 64 KiB the 99 % bounds leave a full-entropy source near 7.6.
-        assert!(e.mcv > 7.45 && e.mmc > 7.45 && e.min > 7.45, "{e:?}");
+    fn windows_are_consecutive_and_hold_the_stream_in_order() {
+        let mut w = Windows::new(5000, Sampling::Every(1));
+        let got = feed_all(&mut w, 12_500, 2500);
+        assert_eq!(got.len(), 2, "the 2,500-sample tail is below the minimum");
+        assert_eq!(got[1].index, 1);
+        assert_eq!(got[1].samples[0], (5000 % 251) as u8);
+        assert!(got.iter().all(|w| w.samples.len() == 5000 && !w.partial));
+        let mut w = Windows::new(5000, Sampling::Every(1));
+        let got = feed_all(&mut w, 14_096, 2500);
+        assert_eq!(got.len(), 3);
+        assert!(got[2].partial);
+        assert_eq!(got[2].samples.len(), 4096);
     }
 
     #[test]
-    fn one_value_at_1_in_16_is_about_4_bits() {
-        let mut next = xorshift(9);
-        let data: Vec<u8> = (0..DEFAULT_WINDOW)
-            .map(|_| {
-                let x = next();
-                if x.is_multiple_of(16) {
-                    0xAA
-                } else {
-                    ((x >> 8) % 255) as u8 + u8::from((x >> 8) % 255 >= 0xAA)
-                }
-            })
-            .collect();
-        let e = Estimator::new(DEFAULT_WINDOW).feed(&data).unwrap();
-        // True min-entropy 4 bits; the 99 % bound takes about 0.055 bit
-        // off at 64 KiB (2.576 * sqrt(p (1 - p) / n) on p = 1/16), and the
-        // sample's own spread about as much again.
-        assert!(e.mcv < 4.0 && e.mcv > 3.88, "{e:?}");
-        assert!(e.min <= e.mcv);
+    fn one_window_in_every_n_is_kept_and_off_keeps_none() {
+        let mut w = Windows::new(4096, Sampling::Every(3));
+        let got = feed_all(&mut w, 4096 * 7, 1000);
+        let indices: Vec<u64> = got.iter().map(|w| w.index).collect();
+        assert_eq!(indices, [0, 3, 6]);
+        let mut w = Windows::new(4096, Sampling::Off);
+        assert!(feed_all(&mut w, 4096 * 3, 1000).is_empty());
+        assert_eq!(w.completed(), 3);
     }
 
     #[test]
-    fn a_counter_is_seen_by_the_predictor_not_by_mcv() {
-        // Each byte is the one before plus one, restarting from a random
-        // byte every 16: flat counts, true min-entropy 0.5 bit per byte.
-        let mut next = xorshift(11);
-        let mut b = 0u8;
-        let data: Vec<u8> = (0..DEFAULT_WINDOW)
-            .map(|i| {
-                b = if i % 16 == 0 {
-                    next() as u8
-                } else {
-                    b.wrapping_add(1)
-                };
-                b
-            })
-            .collect();
-        let e = Estimator::new(DEFAULT_WINDOW).feed(&data).unwrap();
-        assert!(e.mcv > 7.5, "{e:?}");
-        assert!(e.mmc < 1.0 && e.min < 1.0, "{e:?}");
-    }
-
-    #[test]
-    fn one_window_in_every_n_is_estimated() {
-        let mut est = Estimator::sampled(MIN_WINDOW, 3);
-        let w = vec![5u8; MIN_WINDOW];
-        assert!(est.feed(&w).is_some(), "the first window is estimated");
-        assert!(est.feed(&w).is_none() && est.feed(&w).is_none());
-        assert!(est.feed(&w).is_some(), "then every third");
-    }
-
-    #[test]
-    fn windows_are_consecutive_and_the_newest_is_kept() {
-        let mut est = Estimator::new(MIN_WINDOW);
-        assert_eq!(est.feed(&[1u8; 100]), None);
-        assert_eq!(est.last(), None);
-        let e = est.feed(&vec![1u8; 2 * MIN_WINDOW]).unwrap();
-        assert_eq!(e.bytes, MIN_WINDOW as u64);
-        assert!(e.min < 0.01, "a constant has no entropy: {e:?}");
-        assert_eq!(est.last(), Some(e));
+    fn the_budget_allows_the_first_then_a_share_of_the_time() {
+        let s = Duration::from_secs;
+        let mut b = Budget::new(0.02);
+        assert!(b.allows(s(0)));
+        b.charge(Duration::from_millis(400));
+        assert!(!b.allows(s(10)), "0.4 s is 4 % of 10 s");
+        assert!(b.allows(s(20)));
+        b.charge(Duration::ZERO);
+        assert!(b.spent() > Duration::from_millis(400));
     }
 }

@@ -5,6 +5,7 @@
 //! [`Test`] names every test once; metrics, JSON and the text report are
 //! all built from it, so adding a test is one variant here plus its code.
 
+pub mod entropy;
 pub mod estimate;
 pub mod fips;
 mod gate;

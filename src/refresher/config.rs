@@ -24,7 +24,7 @@ pub struct Config {
     pub entropy_per_byte: Option<crate::source::Credit>,
     /// Bytes per min-entropy estimate window, and one estimated in every so many.
     pub estimate_window: usize,
-    pub estimate_every: u32,
+    pub estimate_every: crate::health::estimate::Sampling,
     pub max_failed_cycles: u32,
     pub cutoffs: Cutoffs,
     /// The H the cutoffs were sized from, shown beside the estimate.

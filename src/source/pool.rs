@@ -8,6 +8,8 @@
 //! ceiling. Whenever the pool opens a source, reopens it, switches to it or
 //! retries it, that source's gate starts over with the start-up test.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
@@ -17,7 +19,9 @@ use super::{
     CpuInstruction, Credit, ErrorKind, FileId, FilePosition, ReadLimits, Source, SourceError,
     SourceSpec,
 };
-use crate::health::estimate::{Estimate, Estimator};
+use super::assess::{Assessed, OnlineAssessment};
+use crate::health::entropy::{Assessment, TrackKind};
+use crate::health::estimate::Sampling;
 use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Gate, SourceHealth, TESTS, Test};
 use crate::telemetry::{LoopStatus, names};
 
@@ -52,9 +56,9 @@ pub struct PoolOptions {
     pub entropy_per_byte: Option<Credit>,
     /// The claimed min-entropy (`--min-entropy`), shown beside the estimate.
     pub claimed_min_entropy: f64,
-    /// Bytes per estimate window, and one window estimated in every so many.
+    /// Samples per assessment window, and which windows are assessed.
     pub estimate_window: usize,
-    pub estimate_every: u32,
+    pub estimate_every: Sampling,
     /// The kernel's hwrng device: the source that is the same file is the
     /// one the quarantine judges.
     pub hwrng: Option<FileId>,
@@ -74,7 +78,9 @@ pub struct Filled {
 
 /// Metric handles of one source, made once when the pool is built.
 struct SlotMetrics {
+    source: String,
     min_entropy_estimate: Gauge,
+    assessment_duration: Histogram,
     bytes_read: Counter,
     read_duration: Histogram,
     up: Gauge,
@@ -98,7 +104,9 @@ impl SlotMetrics {
         min_entropy_estimate.set(f64::NAN);
         gauge!(names::MIN_ENTROPY_CLAIMED, "source" => s()).set(claimed);
         Self {
+            source: s(),
             min_entropy_estimate,
+            assessment_duration: histogram!(names::MIN_ENTROPY_ASSESSMENT_DURATION, "source" => s()),
             bytes_read: zero(counter!(names::SOURCE_BYTES_READ, "source" => s())),
             read_duration: histogram!(names::SOURCE_READ_DURATION, "source" => s()),
             up: gauge!(names::SOURCE_UP, "source" => s()),
@@ -116,6 +124,21 @@ impl SlotMetrics {
                 .collect(),
         }
     }
+
+    /// Shows a finished assessment: the assessed value, and each
+    /// estimator's figure on each track (at most twenty series a source).
+    fn show_assessment(&self, a: &Assessment, took: std::time::Duration) {
+        self.min_entropy_estimate.set(a.assessed);
+        self.assessment_duration.record(took.as_secs_f64());
+        let tracks = [(TrackKind::Literal, Some(&a.literal)), (TrackKind::Bitstring, a.bitstring.as_ref())];
+        for (track, estimates) in tracks {
+            for (e, v) in estimates.into_iter().flat_map(|x| x.iter()) {
+                gauge!(names::MIN_ENTROPY_ESTIMATOR, "source" => self.source.clone(),
+                    "track" => track.name(), "estimator" => e.name())
+                .set(v);
+            }
+        }
+    }
 }
 
 struct Slot {
@@ -128,9 +151,11 @@ struct Slot {
     health: SourceHealth,
     /// Claimed entropy per byte, credited by the kernel sink.
     entropy_per_byte: f64,
-    /// Credit no more than the estimate.
+    /// Credit no more than the assessed min-entropy.
     credit_auto: bool,
-    estimator: Estimator,
+    assessment: OnlineAssessment,
+    /// A first assessment was shown.
+    assessed_once: bool,
     /// The kind of the last error, so that each change is logged once.
     last_error: Option<ErrorKind>,
     /// Marked failed by the health tests (not by a read error).
@@ -206,11 +231,29 @@ impl Slot {
         }
     }
 
+    /// Shows a finished assessment: the first in the log at info (it ends
+    /// the wait for a first window), later ones at debug.
+    fn assessed(&mut self, done: &Assessed) {
+        let a = &done.assessment;
+        let seconds = done.took.as_secs_f64();
+        if std::mem::replace(&mut self.assessed_once, true) {
+            debug!(source = %self.label, assessed = a.assessed, h_original = a.h_original,
+                h_bitstring = a.h_bitstring, samples = a.samples, seconds, "min-entropy assessed");
+        } else {
+            info!(source = %self.label, assessed = a.assessed, h_original = a.h_original,
+                h_bitstring = a.h_bitstring, samples = a.samples, seconds, "min-entropy assessed");
+        }
+        self.metrics.show_assessment(a, done.took);
+    }
+
     /// A regular file may replay bytes used before: it is never credited.
     fn credit_per_byte(&self) -> f64 {
         let replayable = self.source.as_ref().is_some_and(Source::is_replayable);
-        let estimate = self.credit_auto.then(|| self.estimator.last());
-        credit_per_byte(self.entropy_per_byte, estimate, replayable)
+        let cap = match self.credit_auto {
+            true => Cap::Assessed(self.assessment.last().map(|a| a.assessed)),
+            false => Cap::None,
+        };
+        credit_per_byte(self.entropy_per_byte, cap, replayable)
     }
 
     /// Reads and tests blocks until `out` is full of released blocks, the
@@ -250,8 +293,9 @@ impl Slot {
             if step.released {
                 // Credited by what was known before this block.
                 credit_bits += BLOCK_BYTES as f64 * self.credit_per_byte();
-                if let Some(e) = self.estimator.feed(&slot[..]) {
-                    self.metrics.min_entropy_estimate.set(e.min);
+                self.assessment.feed(&slot[..]);
+                if let Some(done) = self.assessment.poll() {
+                    self.assessed(&done);
                 }
                 written += BLOCK_BYTES;
             }
@@ -334,18 +378,26 @@ impl Slot {
     }
 }
 
-/// Bits per byte the kernel sink credits: the claim, capped by the
-/// estimate under `--entropy-per-byte auto` (`estimate` is `Some`, and
-/// holds `None` until the first window is estimated), and nothing for
-/// bytes that can be replayed.
-pub fn credit_per_byte(claim: f64, estimate: Option<Option<Estimate>>, replayable: bool) -> f64 {
+/// What caps a source's claimed credit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cap {
+    /// Nothing: the claim is credited.
+    None,
+    /// `--entropy-per-byte auto`: the assessed min-entropy of the newest
+    /// assessed window, and nothing before the first.
+    Assessed(Option<f64>),
+}
+
+/// Bits per byte the kernel sink credits: the claim, capped as `cap` says,
+/// and nothing for bytes that can be replayed.
+pub fn credit_per_byte(claim: f64, cap: Cap, replayable: bool) -> f64 {
     if replayable {
         return 0.0;
     }
-    match estimate {
-        None => claim,
-        Some(None) => 0.0,
-        Some(Some(e)) => claim.min(e.min.max(0.0)),
+    match cap {
+        Cap::None => claim,
+        Cap::Assessed(None) => 0.0,
+        Cap::Assessed(Some(assessed)) => claim.min(assessed.max(0.0)),
     }
 }
 
@@ -387,6 +439,7 @@ impl SourcePool {
             SourceSpec::Cpu(CpuInstruction::Rndr) => RNDR_ENTROPY_PER_BYTE,
             _ => 8.0,
         };
+        let assessing = Arc::new(AtomicBool::new(false));
         let mut slots: Vec<Slot> = specs
             .iter()
             .map(|spec| Slot {
@@ -401,7 +454,8 @@ impl SourcePool {
                     _ => kind_claim(spec),
                 },
                 credit_auto: entropy_per_byte == Some(Credit::Auto),
-                estimator: Estimator::sampled(estimate_window, estimate_every),
+                assessment: OnlineAssessment::new(estimate_window, estimate_every, Arc::clone(&assessing)),
+                assessed_once: false,
                 last_error: None,
                 failed_by_tests: false,
                 probe_left: 0,
@@ -564,6 +618,10 @@ mod tests {
     }
 
     fn pool(spec: SourceSpec) -> SourcePool {
+        pool_crediting(spec, None)
+    }
+
+    fn pool_crediting(spec: SourceSpec, entropy_per_byte: Option<Credit>) -> SourcePool {
         let options = PoolOptions {
             limits: ReadLimits {
                 timeout: Duration::from_secs(1),
@@ -576,10 +634,10 @@ mod tests {
                 retry_max: Duration::ZERO,
                 ..FailurePolicy::default()
             },
-            entropy_per_byte: None,
+            entropy_per_byte,
             claimed_min_entropy: 8.0,
             estimate_window: 4096,
-            estimate_every: 1,
+            estimate_every: Sampling::Every(1),
             hwrng: None,
         };
         SourcePool::open(&[spec], options).unwrap()
@@ -679,6 +737,36 @@ mod tests {
     }
 
     #[test]
+    fn auto_credit_is_nothing_before_an_assessment_and_the_assessed_value_after() {
+        let blocks: Vec<Vec<u8>> = (0..200).map(good_block).collect();
+        let mut p = pool_crediting(SourceSpec::Path("/dev/null".into()), Some(Credit::Auto));
+        p.slots[0].source = Some(Source::Scripted(blocks.into_iter().map(Ok).collect()));
+        let mut out = vec![0u8; 2 * BLOCK_BYTES];
+        // Start-up, then two windows of 4096 samples: nothing credited yet.
+        let first = p.fill(&mut out, None).unwrap();
+        assert_eq!((first.bytes, first.credit_bits), (2 * BLOCK_BYTES, 0.0));
+        let slot = &mut p.slots[0];
+        let started = Instant::now();
+        // The window's assessment runs on its own thread; wait for it.
+        let done = loop {
+            if let Some(done) = slot.assessment.poll() {
+                break done;
+            }
+            assert!(started.elapsed().as_secs() < 60, "no assessment");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
+        let assessed = done.assessment.assessed;
+        assert!(assessed > 0.0 && assessed < 8.0, "{assessed}");
+        let next = p.fill(&mut out, None).unwrap();
+        assert_eq!(next.bytes, 2 * BLOCK_BYTES);
+        // Each block is credited by the newest assessment known when it is
+        // released: the one above, or a newer one of the following window.
+        let newest = p.slots[0].assessment.last().unwrap().assessed;
+        let per_byte = next.credit_bits / next.bytes as f64;
+        assert!(per_byte > 0.0 && per_byte <= assessed.max(newest) + 1e-12, "{per_byte} {assessed} {newest}");
+    }
+
+    #[test]
     fn a_bad_block_drops_the_block_held_before_it() {
         let [a, b, c, d] = [11, 12, 13, 14].map(good_block);
         let mut p = pool(SourceSpec::Path("/dev/null".into()));
@@ -698,33 +786,13 @@ mod credit_tests {
     use super::*;
 
     #[test]
-    fn auto_credit_is_the_claim_capped_by_the_estimate_and_nothing_before_one() {
-        let e = |min| Estimate {
-            mcv: min,
-            mmc: min,
-            min,
-            bytes: 65536,
-        };
-        assert_eq!(
-            credit_per_byte(8.0, None, false),
-            8.0,
-            "not auto: the claim"
-        );
-        assert_eq!(
-            credit_per_byte(8.0, Some(None), false),
-            0.0,
-            "auto, no estimate yet"
-        );
-        assert_eq!(credit_per_byte(8.0, Some(Some(e(7.5))), false), 7.5);
-        assert_eq!(
-            credit_per_byte(1.0 / 32.0, Some(Some(e(7.5))), false),
-            1.0 / 32.0
-        );
-        assert_eq!(
-            credit_per_byte(8.0, Some(Some(e(7.5))), true),
-            0.0,
-            "replayable"
-        );
-        assert_eq!(credit_per_byte(8.0, None, true), 0.0);
+    fn auto_credit_is_the_claim_capped_by_the_assessment_and_nothing_before_one() {
+        assert_eq!(credit_per_byte(8.0, Cap::None, false), 8.0, "not auto: the claim");
+        assert_eq!(credit_per_byte(8.0, Cap::Assessed(None), false), 0.0, "auto, no assessment yet");
+        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), false), 7.5);
+        assert_eq!(credit_per_byte(1.0 / 32.0, Cap::Assessed(Some(7.5)), false), 1.0 / 32.0);
+        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(-0.1)), false), 0.0);
+        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), true), 0.0, "replayable");
+        assert_eq!(credit_per_byte(8.0, Cap::None, true), 0.0);
     }
 }

@@ -18,6 +18,10 @@ const READ_DURATION_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
 
+/// Buckets of one window's min-entropy assessment, from a small window on a
+/// fast core to a full one on a slow core.
+const ASSESSMENT_DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
 pub struct Exporter {
     handle: PrometheusHandle,
     process: metrics_process::Collector,
@@ -33,6 +37,10 @@ impl Exporter {
         let mut builder = PrometheusBuilder::new().set_buckets_for_metric(
             Matcher::Full(names::SOURCE_READ_DURATION.into()),
             READ_DURATION_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full(names::MIN_ENTROPY_ASSESSMENT_DURATION.into()),
+            ASSESSMENT_DURATION_BUCKETS,
         )?;
         for (k, v) in labels {
             builder = builder.add_global_label(k, v);

@@ -15,7 +15,16 @@ use names::*;
 pub fn describe() {
     describe_gauge!(
         MIN_ENTROPY_ESTIMATE,
-        "The source's SP 800-90B min-entropy estimate (the lower of MCV and MultiMMC) over its newest estimated window, in bits per byte; NaN before the first."
+        "The source's assessed SP 800-90B min-entropy (min(H_original, 8 x H_bitstring) over all ten estimators) of its newest assessed window, in bits per byte; NaN before the first."
+    );
+    describe_gauge!(
+        MIN_ENTROPY_ESTIMATOR,
+        "Each SP 800-90B estimator's figure for the newest assessed window, by track: bits per byte on the literal track, bits per bit on the bitstring track."
+    );
+    describe_histogram!(
+        MIN_ENTROPY_ASSESSMENT_DURATION,
+        Unit::Seconds,
+        "Time one window's min-entropy assessment took, on its own thread."
     );
     describe_gauge!(
         MIN_ENTROPY_CLAIMED,

@@ -30,4 +30,7 @@ pub const HWRNG_QUARANTINE_MARKER_ERRORS: &str =
     "random_refresher_hwrng_quarantine_marker_errors_total";
 pub const PUSH_ERRORS: &str = "random_refresher_push_errors_total";
 pub const MIN_ENTROPY_ESTIMATE: &str = "random_refresher_min_entropy_estimate_per_byte";
+pub const MIN_ENTROPY_ESTIMATOR: &str = "random_refresher_min_entropy_estimator_per_symbol";
+pub const MIN_ENTROPY_ASSESSMENT_DURATION: &str =
+    "random_refresher_min_entropy_assessment_duration_seconds";
 pub const MIN_ENTROPY_CLAIMED: &str = "random_refresher_min_entropy_claimed_per_byte";
