@@ -135,6 +135,7 @@ fn walk(bits: &[u8]) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_inputs::sticky_bits;
     use super::*;
 
     /// NIST's loop, bit by bit, for checking the chunked walk.
@@ -216,30 +217,14 @@ mod tests {
     }
 
     /// Pinned from ea_non_iid (commit 68ed165), `ea_non_iid -vv FILE 1` on
-    /// the 20 000 bytes of `pinned_input` written to FILE (literal track,
+    /// the 20 000 bytes of `sticky_bits` written to FILE (literal track,
     /// k = 2).
     #[test]
     fn pinned_against_nist() {
-        let h = collision(&pinned_input()).unwrap();
+        let h = collision(&sticky_bits()).unwrap();
         assert!((h - PINNED).abs() < 1e-12, "{h:.17}");
     }
 
-    /// A sticky bit source: xorshift32 (seed 7); the bit repeats the previous
-    /// one when the top 4 bits of the state are below 10, else flips.
-    fn pinned_input() -> Vec<u8> {
-        let (mut state, mut bit) = (7u32, 0u8);
-        (0..20_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                if state >> 28 >= 10 {
-                    bit ^= 1;
-                }
-                bit
-            })
-            .collect()
-    }
 
     const PINNED: f64 = 0.41085455026229256;
 }

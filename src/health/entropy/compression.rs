@@ -25,7 +25,7 @@
 //! sums (their terms are rounded to `double` before a Kahan sum). The
 //! bisection then takes the same path to within the last few ulps of `p`.
 
-use super::support::Z_ALPHA;
+use super::support::{Z_ALPHA, rel_epsilon_equal};
 
 /// Bits per block (`b`).
 const BLOCK_BITS: usize = 6;
@@ -181,35 +181,6 @@ fn in_open(x: f64, a: f64, b: f64) -> bool {
     } else {
         x > a && x < b
     }
-}
-
-/// NIST's `relEpsilonEqual(a, b, DBL_MIN, DBL_EPSILON, 4)`: equal, within
-/// `DBL_EPSILON` relative, within `DBL_MIN` absolute where relative makes no
-/// sense, or within 4 ulps.
-fn rel_epsilon_equal(a: f64, b: f64) -> bool {
-    if a.is_nan() || b.is_nan() {
-        return false;
-    }
-    if a == b {
-        return true;
-    }
-    if a.is_infinite() || b.is_infinite() {
-        return false;
-    }
-    let (small, large) = if a.abs() > b.abs() { (b, a) } else { (a, b) };
-    let diff = (large - small).abs();
-    let tiny = f64::MIN_POSITIVE;
-    if small.abs() < tiny || diff < tiny || diff.is_infinite() || large.abs() * f64::EPSILON < tiny
-    {
-        return diff <= tiny;
-    }
-    if diff <= large.abs() * f64::EPSILON {
-        return true;
-    }
-    if small.is_sign_negative() != large.is_sign_negative() {
-        return false;
-    }
-    large.abs().to_bits() - small.abs().to_bits() <= 4
 }
 
 /// Taylor terms of `ln(1 + t)` kept per chunk; `t <= 64/1001`, so the
@@ -560,6 +531,7 @@ fn two_prod(a: f64, b: f64) -> Dd {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_inputs::sticky_bits;
     use super::*;
 
     /// NIST's G, term by term, in double-double (for checking the chunks).
@@ -604,20 +576,6 @@ mod tests {
     }
 
     #[test]
-    fn rel_epsilon_equal_as_nist() {
-        assert!(rel_epsilon_equal(1.0, 1.0));
-        assert!(rel_epsilon_equal(1.0, 1.0 + f64::EPSILON));
-        let four_ulps = f64::from_bits(2.0f64.to_bits() + 4);
-        assert!(rel_epsilon_equal(2.0, four_ulps));
-        assert!(!rel_epsilon_equal(
-            2.0,
-            f64::from_bits(2.0f64.to_bits() + 5)
-        ));
-        assert!(!rel_epsilon_equal(f64::NAN, f64::NAN));
-        assert!(rel_epsilon_equal(0.0, f64::MIN_POSITIVE / 2.0));
-    }
-
-    #[test]
     fn edge_cases() {
         assert_eq!(compression(&[]), None);
         assert_eq!(compression(&[1; 6006 - 1]), None);
@@ -628,30 +586,14 @@ mod tests {
     }
 
     /// Pinned from ea_non_iid (commit 68ed165), `ea_non_iid -vv FILE 1` on
-    /// the 20 000 bytes of `pinned_input` written to FILE (literal track,
+    /// the 20 000 bytes of `sticky_bits` written to FILE (literal track,
     /// k = 2).
     #[test]
     fn pinned_against_nist() {
-        let h = compression(&pinned_input()).unwrap();
+        let h = compression(&sticky_bits()).unwrap();
         assert!((h - PINNED).abs() < 1e-12, "{h:.17}");
     }
 
-    /// A sticky bit source: xorshift32 (seed 7); the bit repeats the previous
-    /// one when the top 4 bits of the state are below 10, else flips.
-    fn pinned_input() -> Vec<u8> {
-        let (mut state, mut bit) = (7u32, 0u8);
-        (0..20_000)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                if state >> 28 >= 10 {
-                    bit ^= 1;
-                }
-                bit
-            })
-            .collect()
-    }
 
     const PINNED: f64 = 0.47256496067377657;
 }

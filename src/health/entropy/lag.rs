@@ -485,18 +485,9 @@ fn longest_ones(mut x: u64) -> u64 {
     clippy::manual_is_multiple_of
 )]
 mod tests {
+    use super::super::test_inputs::lcg;
     use super::*;
 
-    /// A tiny deterministic generator (64-bit LCG, top bits) for inputs.
-    fn lcg(seed: u64) -> impl FnMut() -> u64 {
-        let mut state = seed;
-        move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        }
-    }
 
     /// §6.3.8 as NIST runs it, one prediction and one lag at a time.
     fn reference(s: &[u8]) -> (u64, u64) {

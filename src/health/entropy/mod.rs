@@ -31,6 +31,8 @@ mod multi_mmc;
 mod prediction;
 mod suffix;
 mod support;
+#[cfg(test)]
+mod test_inputs;
 mod tuple;
 
 use std::sync::Mutex;

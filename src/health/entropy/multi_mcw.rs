@@ -322,18 +322,9 @@ impl ModeWindow {
     clippy::manual_is_multiple_of
 )]
 mod tests {
+    use super::super::test_inputs::lcg;
     use super::*;
 
-    /// A tiny deterministic generator (64-bit LCG, top bits) for inputs.
-    fn lcg(seed: u64) -> impl FnMut() -> u64 {
-        let mut state = seed;
-        move || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            state >> 33
-        }
-    }
 
     /// NIST's procedure, step by step: per-window counts, mode updated as
     /// NIST does it (rescanning the alphabet when the mode leaves).

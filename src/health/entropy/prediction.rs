@@ -34,7 +34,7 @@
 //! rest is the rounding of `logl`, which makes NIST's bisection stop a few
 //! steps early at random (its monotonicity guard sees 1-ULP noise).
 
-use super::support::Z_ALPHA;
+use super::support::{Z_ALPHA, rel_epsilon_equal};
 
 /// NIST's bisection step limit (`ITERMAX`): enough halvings to walk across
 /// every `f64` exponent and mantissa bit.
@@ -202,7 +202,7 @@ fn local_bound(r: f64, n: f64, low: f64) -> f64 {
     let mut p = (l_bound + h_bound) / 2.0;
     let mut value = log_prob_no_run(p, r, n);
     for _ in 0..ITER_MAX {
-        if rel_epsilon_equal(value, target, f64::MIN_POSITIVE, f64::EPSILON, 4) {
+        if rel_epsilon_equal(value, target) {
             break;
         }
         if target < value {
@@ -250,37 +250,6 @@ fn in_closed(x: f64, a: f64, b: f64) -> bool {
     } else {
         x >= a && x <= b
     }
-}
-
-/// NIST's `relEpsilonEqual`: relative closeness, falling back to an
-/// absolute test near zero and to a ULP distance otherwise.
-fn rel_epsilon_equal(a: f64, b: f64, max_abs: f64, max_rel: f64, max_ulp: u64) -> bool {
-    if a.is_nan() || b.is_nan() {
-        return false;
-    }
-    if a == b {
-        return true;
-    }
-    if a.is_infinite() || b.is_infinite() {
-        return false;
-    }
-    // `a` is the one nearer zero.
-    let (a, b) = if a.abs() > b.abs() { (b, a) } else { (a, b) };
-    let diff = (b - a).abs();
-    if a.abs() < f64::MIN_POSITIVE
-        || diff < f64::MIN_POSITIVE
-        || diff.is_infinite()
-        || b.abs() * max_rel < f64::MIN_POSITIVE
-    {
-        return diff <= max_abs;
-    }
-    if diff <= b.abs() * max_rel {
-        return true;
-    }
-    if a.is_sign_negative() != b.is_sign_negative() {
-        return false;
-    }
-    b.abs().to_bits().saturating_sub(a.abs().to_bits()) <= max_ulp
 }
 
 #[cfg(test)]
@@ -374,33 +343,5 @@ mod tests {
                 "{c} {n} {run} {k}: {ours} vs {nist}"
             );
         }
-    }
-
-    #[test]
-    fn ulp_comparison() {
-        let t = 0.99f64.ln();
-        let near = f64::from_bits(t.to_bits() + 4);
-        let far = f64::from_bits(t.to_bits() + 5);
-        assert!(rel_epsilon_equal(
-            near,
-            t,
-            f64::MIN_POSITIVE,
-            f64::EPSILON,
-            4
-        ));
-        assert!(!rel_epsilon_equal(
-            far,
-            t,
-            f64::MIN_POSITIVE,
-            f64::EPSILON,
-            4
-        ));
-        assert!(!rel_epsilon_equal(
-            f64::NAN,
-            t,
-            f64::MIN_POSITIVE,
-            f64::EPSILON,
-            4
-        ));
     }
 }

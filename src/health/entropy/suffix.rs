@@ -283,17 +283,13 @@ fn sort_lms_suffixes(is_s: &[bool], sa: &mut [u32], m: usize, names: usize) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_inputs::lcg64;
     use super::*;
 
-    /// A tiny deterministic generator (64-bit LCG, top byte).
+    /// `n` symbols below `alphabet`: the LCG's top byte, reduced.
     fn lcg(seed: u64, n: usize, alphabet: u64) -> Vec<u8> {
-        let mut x = seed;
-        (0..n)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((x >> 56) % alphabet) as u8
-            })
-            .collect()
+        let mut next = lcg64(seed);
+        (0..n).map(|_| ((next() >> 56) % alphabet) as u8).collect()
     }
 
     fn naive(text: &[u8]) -> (Vec<u32>, Vec<u32>) {

@@ -895,6 +895,7 @@ impl Shorts {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_inputs::lcg64;
     use super::*;
     use std::collections::HashMap;
 
@@ -903,18 +904,10 @@ mod tests {
         tuple_and_lrs(Track { symbols, alphabet })
     }
 
-    /// A tiny deterministic generator: a 64-bit LCG from `seed`.
-    fn lcg(seed: u64) -> impl FnMut() -> u64 {
-        let mut x = seed;
-        move || {
-            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            x
-        }
-    }
 
     /// 8-bit samples: the top byte of each LCG step from seed 1.
     fn uniform(n: usize) -> Vec<u8> {
-        let mut next = lcg(1);
+        let mut next = lcg64(1);
         (0..n).map(|_| (next() >> 56) as u8).collect()
     }
 
@@ -928,7 +921,7 @@ mod tests {
     /// 0x5a unless the top byte of the LCG step (seed 2) is 200 or more,
     /// then the step's second byte.
     fn skewed(n: usize) -> Vec<u8> {
-        let mut next = lcg(2);
+        let mut next = lcg64(2);
         (0..n)
             .map(|_| {
                 let x = next();
@@ -1043,7 +1036,7 @@ mod tests {
             tracks(&uniform(600)).1,
             tracks(&repeated(3000)).1,
         ];
-        let mut next = lcg(3);
+        let mut next = lcg64(3);
         for bits in 1..=8 {
             for len in [5, 63, 64, 65, 300, 2000] {
                 inputs.push((0..len).map(|_| (next() >> (64 - bits)) as u8).collect());
