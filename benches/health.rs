@@ -209,6 +209,7 @@ fn cycle(c: &mut Criterion) {
         batch_size: BATCH,
         interval: Duration::from_secs(1),
         entropy_per_byte: None,
+        credit_streams: Vec::new(),
         estimate_window: random_refresher::health::estimate::DEFAULT_WINDOW,
         estimate_every: random_refresher::health::estimate::Sampling::Budget,
         claimed_min_entropy: 8.0,

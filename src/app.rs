@@ -122,6 +122,7 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
         batch_size: args.batch_size,
         interval: args.interval,
         entropy_per_byte: args.entropy_per_byte,
+        credit_streams: args.credit_streams.clone(),
         estimate_window: s.estimate_window,
         estimate_every: s.estimate_every,
         claimed_min_entropy: s.min_entropy,

@@ -305,6 +305,14 @@ pub struct RefreshArgs {
     #[arg(long, value_name = "BITS|auto", value_parser = entropy_per_byte, env = "RANDOM_REFRESHER_ENTROPY_PER_BYTE")]
     pub entropy_per_byte: Option<crate::source::Credit>,
 
+    /// Credit this FIFO, pipe or standard-input source (as given to
+    /// --source, `-` for standard input), repeatable. Without it such a
+    /// source is delivered but credited nothing: whoever writes into it
+    /// chooses the bytes, a replayed capture included. Devices and CPU
+    /// instructions are credited by default; regular files never.
+    #[arg(long = "credit-stream", value_name = "SOURCE")]
+    pub credit_streams: Vec<crate::source::SourceSpec>,
+
     /// Consecutive failed cycles after which `run` exits non-zero, so that the
     /// kubelet restarts it and the restart shows.
     #[arg(long, value_name = "N", default_value_t = 10,

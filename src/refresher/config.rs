@@ -22,6 +22,8 @@ pub struct Config {
     pub batch_size: usize,
     pub interval: Duration,
     pub entropy_per_byte: Option<crate::source::Credit>,
+    /// FIFO, pipe and standard-input sources that may be credited.
+    pub credit_streams: Vec<SourceSpec>,
     /// Bytes per min-entropy estimate window, and one estimated in every so many.
     pub estimate_window: usize,
     pub estimate_every: crate::health::estimate::Sampling,
@@ -51,6 +53,8 @@ pub enum StartError {
     EntropyPerByte(f64),
     #[error("--source and --sink: at least one of each is needed")]
     Empty,
+    #[error("--credit-stream {0}: not one of the --source options")]
+    CreditStream(SourceSpec),
     #[error("--source: none of the sources can be opened ({reasons}){hint}")]
     NoSource {
         reasons: String,
@@ -95,6 +99,9 @@ impl Config {
         if self.sources.is_empty() || self.sinks.is_empty() {
             return Err(StartError::Empty);
         }
+        if let Some(s) = self.credit_streams.iter().find(|s| !self.sources.contains(s)) {
+            return Err(StartError::CreditStream(s.clone()));
+        }
         Ok(())
     }
 
@@ -104,6 +111,7 @@ impl Config {
             cutoffs: self.cutoffs,
             policy: self.policy,
             entropy_per_byte: self.entropy_per_byte,
+            credit_streams: self.credit_streams.clone(),
             claimed_min_entropy: self.claimed_min_entropy,
             estimate_window: self.estimate_window,
             estimate_every: self.estimate_every,

@@ -147,6 +147,20 @@ impl SourceError {
     }
 }
 
+/// Where a source's bytes come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// A character device or a CPU instruction: credited by its claim.
+    Device,
+    /// A FIFO, a pipe, a socket, standard input from either: whoever writes
+    /// into it chooses the bytes, a replayed capture included, so it is
+    /// credited only when the operator names it (`--credit-stream`).
+    Stream,
+    /// A regular file (or a block device): a capture that may have been read
+    /// before, by this run or an earlier one; never credited.
+    Replayable,
+}
+
 /// What the kernel sink credits per byte of a source.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Credit {
@@ -214,10 +228,16 @@ impl Source {
         }
     }
 
-    /// Bytes that can be replayed (a regular file is a capture that may have
-    /// been read before, by this run or an earlier one): never credited.
-    pub fn is_replayable(&self) -> bool {
-        matches!(self, Self::Path(p) if p.position().is_some())
+    /// Where the bytes come from, for what the kernel sink may credit.
+    pub fn provenance(&self) -> Provenance {
+        match self {
+            Self::Path(p) if p.is_char_device() => Provenance::Device,
+            Self::Path(p) if p.position().is_some() => Provenance::Replayable,
+            Self::Path(_) => Provenance::Stream,
+            Self::Cpu(_) => Provenance::Device,
+            #[cfg(test)]
+            Self::Scripted(_) => Provenance::Device,
+        }
     }
 }
 

@@ -89,6 +89,8 @@ pub struct PathSource {
     path: PathBuf,
     file: File,
     is_fifo: bool,
+    /// A character device: the only kind of path credited by default.
+    is_char_device: bool,
     /// Set for regular files only.
     position: Option<FilePosition>,
     id: FileId,
@@ -130,6 +132,7 @@ impl PathSource {
             path: path.into(),
             file,
             is_fifo: meta.file_type().is_fifo(),
+            is_char_device: meta.file_type().is_char_device(),
             position,
             id: FileId::of(&meta),
             limits,
@@ -138,6 +141,10 @@ impl PathSource {
 
     pub fn id(&self) -> FileId {
         self.id
+    }
+
+    pub fn is_char_device(&self) -> bool {
+        self.is_char_device
     }
 
     /// Where reading stands, for a regular file.

@@ -16,7 +16,8 @@ use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tracing::{debug, error, info, warn};
 
 use super::{
-    CpuInstruction, Credit, ErrorKind, FileId, FilePosition, ReadLimits, Source, SourceError,
+    CpuInstruction, Credit, ErrorKind, FileId, FilePosition, Provenance, ReadLimits, Source,
+    SourceError,
     SourceSpec,
 };
 use super::assess::{Assessed, OnlineAssessment};
@@ -54,6 +55,8 @@ pub struct PoolOptions {
     pub policy: FailurePolicy,
     /// Credit per byte; None: each kind's default.
     pub entropy_per_byte: Option<Credit>,
+    /// The FIFO, pipe and standard-input sources that may be credited.
+    pub credit_streams: Vec<SourceSpec>,
     /// The claimed min-entropy (`--min-entropy`), shown beside the estimate.
     pub claimed_min_entropy: f64,
     /// Samples per assessment window, and which windows are assessed.
@@ -153,6 +156,8 @@ struct Slot {
     entropy_per_byte: f64,
     /// Credit no more than the assessed min-entropy.
     credit_auto: bool,
+    /// A FIFO, pipe or standard input the operator allowed to be credited.
+    credit_stream: bool,
     assessment: OnlineAssessment,
     /// A first assessment was shown.
     assessed_once: bool,
@@ -246,14 +251,20 @@ impl Slot {
         self.metrics.show_assessment(a, done.took);
     }
 
-    /// A regular file may replay bytes used before: it is never credited.
+    /// Only a device or a CPU instruction is credited by default: a FIFO,
+    /// a pipe or standard input when named by `--credit-stream`, a regular
+    /// file (bytes that may be replayed) never.
     fn credit_per_byte(&self) -> f64 {
-        let replayable = self.source.as_ref().is_some_and(Source::is_replayable);
+        let creditable = match self.source.as_ref().map(Source::provenance) {
+            Some(Provenance::Device) => true,
+            Some(Provenance::Stream) => self.credit_stream,
+            Some(Provenance::Replayable) | None => false,
+        };
         let cap = match self.credit_auto {
             true => Cap::Assessed(self.assessment.last().map(|a| a.assessed)),
             false => Cap::None,
         };
-        credit_per_byte(self.entropy_per_byte, cap, replayable)
+        credit_per_byte(self.entropy_per_byte, cap, creditable)
     }
 
     /// Reads and tests blocks until `out` is full of released blocks, the
@@ -389,9 +400,9 @@ pub enum Cap {
 }
 
 /// Bits per byte the kernel sink credits: the claim, capped as `cap` says,
-/// and nothing for bytes that can be replayed.
-pub fn credit_per_byte(claim: f64, cap: Cap, replayable: bool) -> f64 {
-    if replayable {
+/// and nothing for bytes that are not `creditable` (see [`Provenance`]).
+pub fn credit_per_byte(claim: f64, cap: Cap, creditable: bool) -> f64 {
+    if !creditable {
         return 0.0;
     }
     match cap {
@@ -429,6 +440,7 @@ impl SourcePool {
             cutoffs,
             policy,
             entropy_per_byte,
+            credit_streams,
             claimed_min_entropy,
             estimate_window,
             estimate_every,
@@ -454,6 +466,7 @@ impl SourcePool {
                     _ => kind_claim(spec),
                 },
                 credit_auto: entropy_per_byte == Some(Credit::Auto),
+                credit_stream: credit_streams.contains(spec),
                 assessment: OnlineAssessment::new(estimate_window, estimate_every, Arc::clone(&assessing)),
                 assessed_once: false,
                 last_error: None,
@@ -635,6 +648,7 @@ mod tests {
                 ..FailurePolicy::default()
             },
             entropy_per_byte,
+            credit_streams: Vec::new(),
             claimed_min_entropy: 8.0,
             estimate_window: 4096,
             estimate_every: Sampling::Every(1),
@@ -787,12 +801,12 @@ mod credit_tests {
 
     #[test]
     fn auto_credit_is_the_claim_capped_by_the_assessment_and_nothing_before_one() {
-        assert_eq!(credit_per_byte(8.0, Cap::None, false), 8.0, "not auto: the claim");
-        assert_eq!(credit_per_byte(8.0, Cap::Assessed(None), false), 0.0, "auto, no assessment yet");
-        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), false), 7.5);
-        assert_eq!(credit_per_byte(1.0 / 32.0, Cap::Assessed(Some(7.5)), false), 1.0 / 32.0);
-        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(-0.1)), false), 0.0);
-        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), true), 0.0, "replayable");
-        assert_eq!(credit_per_byte(8.0, Cap::None, true), 0.0);
+        assert_eq!(credit_per_byte(8.0, Cap::None, true), 8.0, "not auto: the claim");
+        assert_eq!(credit_per_byte(8.0, Cap::Assessed(None), true), 0.0, "auto, no assessment yet");
+        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), true), 7.5);
+        assert_eq!(credit_per_byte(1.0 / 32.0, Cap::Assessed(Some(7.5)), true), 1.0 / 32.0);
+        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(-0.1)), true), 0.0);
+        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), false), 0.0, "not creditable");
+        assert_eq!(credit_per_byte(8.0, Cap::None, false), 0.0);
     }
 }
