@@ -129,6 +129,49 @@ fn five_hundred_idle_connections_do_not_keep_a_probe_out() {
     drop(idle);
 }
 
+#[test]
+fn two_hundred_trickling_clients_do_not_keep_a_probe_out() {
+    let dir = temp_dir();
+    let src = good_file(dir.path(), 3000, 3000);
+    let d = Daemon::start(&["--source", &src, "--sink", "stdout", "--interval", "100ms"]);
+    let addr = d.addr.unwrap();
+    // Each client sends one byte of a request head and another every
+    // 200 ms, and connects again when it is closed: every slot is taken by
+    // a client that has sent something.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let connect = || {
+                let mut s = TcpStream::connect(addr).ok()?;
+                s.write_all(b"G").ok()?;
+                Some(s)
+            };
+            let mut clients: Vec<Option<TcpStream>> = (0..200).map(|_| connect()).collect();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                for c in clients.iter_mut() {
+                    if c.as_mut().is_none_or(|s| s.write_all(b"E").is_err()) {
+                        *c = connect();
+                    }
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(d.get("/healthz").0, 200, "{}", d.log());
+        // Within the request timeout (5 s), as the kubelet's probe needs.
+        assert!(started.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.join().unwrap();
+    let floods = d.log().matches("HTTP connections at their ceiling").count();
+    assert_eq!(floods, 1, "the flood logged {floods} times:\n{}", d.log());
+}
+
 fn raw(addr: SocketAddr, request: &[u8]) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();

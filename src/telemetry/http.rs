@@ -9,10 +9,14 @@
 //! spun on. Each connection's slot is a guard, given back on every path.
 //! Parsing is httparse's.
 //!
-//! At the ceiling, the oldest connection that has sent nothing is closed to
-//! make room: idle and slow-loris clients, never one whose request has
-//! arrived (a probe sends it the moment it connects). If every connection
-//! has sent something, the newcomer gets 503 without a thread.
+//! At the ceiling a connection still without its whole request head is
+//! closed to make room: the oldest that has sent nothing, else the oldest
+//! of all (idle, slow-loris and trickling clients). A probe sends its
+//! request the moment it connects and its thread reads it at once, so it is
+//! the newest of those connections for the moment it is one, never the
+//! oldest. Only if every connection has its request does the newcomer get
+//! 503 without a thread. The first eviction of a slow client in a while is
+//! logged, so that a flood shows.
 //!
 //! A small crate (`tiny_http`) was weighed against this: it adds a thread
 //! pool and its own buffering but no request deadline, no connection
@@ -31,10 +35,12 @@ use super::LoopStatus;
 use super::exporter::Exporter;
 
 /// Most connections served at once; fewer when the descriptor limit is
-/// low (see [`connection_ceiling`]). Past the ceiling the oldest connection
-/// that has sent nothing yet is closed, or, if every one has, the newcomer
-/// gets 503 without a thread.
+/// low (see [`connection_ceiling`]). Past the ceiling a connection without
+/// its whole head is closed (the oldest idle one, else the oldest), or, if
+/// there is none, the newcomer gets 503 without a thread.
 pub const MAX_CONNECTIONS: usize = 64;
+/// A new flood is logged after this long without an eviction.
+const FLOOD_QUIET: Duration = Duration::from_secs(60);
 /// Descriptors kept for everything but HTTP: stdio, sources, sinks, a seed
 /// file's temporary file and folder, the signal pipe, procfs reads.
 pub const RESERVED_FDS: u64 = 32;
@@ -164,6 +170,7 @@ fn accept_loop(listener: &TcpListener, state: &Arc<HttpState>, ceiling: usize) {
     let waiting = Arc::new(Waiting::default());
     let mut backoff = ACCEPT_BACKOFF_FIRST;
     let mut failing = false;
+    let mut last_eviction: Option<Instant> = None;
     for id in 0.. {
         let stream = match listener.accept() {
             Ok((stream, _)) => stream,
@@ -183,9 +190,18 @@ fn accept_loop(listener: &TcpListener, state: &Arc<HttpState>, ceiling: usize) {
             failing = false;
         }
         backoff = ACCEPT_BACKOFF_FIRST;
-        if active.load(Ordering::Acquire) >= ceiling && !waiting.evict_idlest() {
-            busy(stream);
-            continue;
+        if active.load(Ordering::Acquire) >= ceiling {
+            match waiting.evict() {
+                None => {
+                    busy(stream);
+                    continue;
+                }
+                Some(Evicted::Slow) if last_eviction.is_none_or(|t| t.elapsed() >= FLOOD_QUIET) => {
+                    warn!(ceiling, "HTTP connections at their ceiling: closing the slowest clients to keep the probes answered");
+                    last_eviction = Some(Instant::now());
+                }
+                Some(_) => last_eviction = Some(Instant::now()),
+            }
         }
         let Ok(handle) = stream.try_clone() else {
             busy(stream);
@@ -229,39 +245,52 @@ impl Drop for Slot {
     }
 }
 
-/// Connections still reading their request head, oldest first, each with
-/// whether it has sent a byte.
+/// What was closed to make room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Evicted {
+    /// A connection that had sent nothing.
+    Idle,
+    /// One that had sent part of its head.
+    Slow,
+}
+
+/// A connection still reading its request head, and whether it has sent
+/// a byte.
+struct Reading {
+    id: usize,
+    stream: TcpStream,
+    sent: Arc<AtomicBool>,
+}
+
+/// Connections still reading their request head, oldest first.
 #[derive(Default)]
-struct Waiting(Mutex<VecDeque<(usize, TcpStream, Arc<AtomicBool>)>>);
+struct Waiting(Mutex<VecDeque<Reading>>);
 
 impl Waiting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(usize, TcpStream, Arc<AtomicBool>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Reading>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn push(&self, id: usize, stream: TcpStream, sent: Arc<AtomicBool>) {
-        self.lock().push_back((id, stream, sent));
+        self.lock().push_back(Reading { id, stream, sent });
     }
 
     fn remove(&self, id: usize) {
-        self.lock().retain(|(i, _, _)| *i != id);
+        self.lock().retain(|r| r.id != id);
     }
 
-    /// Closes the oldest connection that has sent nothing, neither read by
-    /// its thread yet nor waiting in its socket (a probe sends its request
-    /// at once); false if there is none.
-    fn evict_idlest(&self) -> bool {
+    /// Closes the oldest connection that has sent nothing (neither read by
+    /// its thread yet nor waiting in its socket), else the oldest still
+    /// short of its head; None if every connection has its request.
+    fn evict(&self) -> Option<Evicted> {
         let mut w = self.lock();
         let idle = w
             .iter()
-            .position(|(_, s, sent)| !sent.load(Ordering::Acquire) && pending_bytes(s) == 0);
-        match idle.and_then(|at| w.remove(at)) {
-            Some((_, stream, _)) => {
-                let _ = stream.shutdown(std::net::Shutdown::Both);
-                true
-            }
-            None => false,
-        }
+            .position(|r| !r.sent.load(Ordering::Acquire) && pending_bytes(&r.stream) == 0);
+        let evicted = if idle.is_some() { Evicted::Idle } else { Evicted::Slow };
+        let r = w.remove(idle.unwrap_or(0))?;
+        let _ = r.stream.shutdown(std::net::Shutdown::Both);
+        Some(evicted)
     }
 }
 
