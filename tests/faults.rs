@@ -278,3 +278,59 @@ fn the_loop_survives_many_stdout_readers_going_away() {
         "logged once per change"
     );
 }
+
+#[test]
+fn a_device_at_13_bytes_a_second_keeps_the_daemon_live_and_delivers_when_its_block_completes() {
+    // The Raspberry Pi's bcm2835 regression read about 13 B/s: a block
+    // takes over three minutes. The stream here holds the start-up block,
+    // one block to deliver and the block that releases it, of which the
+    // last 260 bytes arrive at 13 bytes a second: twenty seconds in which
+    // the daemon reads, slowly, and must stay live, past its liveness limit
+    // of 16 s (interval + read timeout + 10 s) had it counted only blocks.
+    let dir = temp_dir();
+    let fifo = dir.path().join("slow");
+    mkfifo(&fifo);
+    let stream = framed(&[good_block(4300)]);
+    let (fast, slow) = stream.split_at(stream.len() - 260);
+    let (fast, slow) = (fast.to_vec(), slow.to_vec());
+    let (done, held) = std::sync::mpsc::channel::<()>();
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new().write(true).open(fifo).unwrap();
+            w.write_all(&fast).unwrap();
+            for b in slow {
+                std::thread::sleep(Duration::from_millis(1000 / 13));
+                w.write_all(&[b]).unwrap();
+            }
+            // Held open until the test ends: the source waits for more
+            // rather than ending.
+            let _ = held.recv_timeout(Duration::from_secs(60));
+        })
+    };
+    let seed = dir.path().join("seed");
+    let sink = format!("file:{}", seed.display());
+    // A read timeout of 5 s: each byte is progress, so it never expires.
+    let d = Daemon::start(&[
+        "--source", fifo.to_str().unwrap(), "--sink", &sink, "--interval", "1s", "--read-timeout", "5s",
+    ]);
+    let mut probes = Vec::new();
+    while !seed.exists() && probes.len() < 60 {
+        probes.push((d.get("/healthz").0, d.get("/readyz").0));
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(seed.exists(), "nothing delivered:\n{}", d.log());
+    assert!(probes.len() >= 30, "the slow bytes came too fast: {} probes", probes.len());
+    assert!(probes.iter().all(|&(live, _)| live == 200), "not live while reading: {probes:?}\n{}", d.log());
+    assert!(probes.iter().all(|&(_, ready)| ready == 503), "ready before a delivery: {probes:?}");
+    assert_eq!(std::fs::read(&seed).unwrap(), good_block(4300));
+    assert!(eventually(Duration::from_secs(10), || (d.get("/readyz").0 == 200).then_some(())).is_some());
+    // Every byte was read, and counted: the device's rate is what
+    // `rate(random_refresher_source_bytes_read_total[10m])` shows.
+    let src = format!("source=\"{}\"", fifo.display());
+    let read = d.metric(&format!("random_refresher_source_bytes_read_total{{{src}}}"));
+    assert_eq!(read, Some(stream.len() as f64), "{}", d.log());
+    drop(d);
+    done.send(()).unwrap();
+    writer.join().unwrap();
+}
