@@ -176,6 +176,7 @@ fn peak_rss(cmd: &mut Command, stdin_bytes: u64) -> (Option<i32>, u64) {
             feed(&mut input, stdin_bytes);
         }
         // Wait without reaping, so that /proc stays readable to the end.
+        // SAFETY: siginfo_t is plain data, for which all zeros is valid.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         // SAFETY: `info` is a valid siginfo_t to write into; the pid is our child.
         unsafe {

@@ -131,7 +131,7 @@ impl Windows {
             samples = rest;
             if self.seen == self.size {
                 let kept = self.keeps(self.index);
-                let samples = std::mem::replace(&mut self.kept, Vec::new());
+                let samples = std::mem::take(&mut self.kept);
                 done = kept.then_some(Window {
                     index: self.index,
                     samples,

@@ -338,6 +338,8 @@ fn general_tally(s: &[u8]) -> Option<Tally> {
 }
 
 #[cfg(test)]
+// Values are pinned as NIST prints them (%.17g).
+#[allow(clippy::excessive_precision)]
 mod tests {
     use super::super::multi_mmc::tests::{PINNED, bitstring, literal, markov};
     use super::*;

@@ -275,16 +275,19 @@ fn bitstring(samples: &[u8], bits: u8) -> Vec<u8> {
 /// What one estimator run gives: the track, the estimator and its value.
 type Outcome = (TrackKind, Estimator, Option<f64>);
 
+/// Runs one estimator (or the t-tuple/LRS pair) on a track.
+type Run = fn(Track<'_>) -> Vec<(Estimator, Option<f64>)>;
+
 /// One unit of work: an estimator (or the t-tuple/LRS pair, which share
 /// their suffix structure) on one track.
 struct Task<'a> {
     track: TrackKind,
     samples: Track<'a>,
-    run: fn(Track<'_>) -> Vec<(Estimator, Option<f64>)>,
+    run: Run,
 }
 
 fn track_tasks(kind: TrackKind, t: Track<'_>) -> Vec<Task<'_>> {
-    let mut runs: Vec<fn(Track<'_>) -> Vec<(Estimator, Option<f64>)>> = vec![
+    let mut runs: Vec<Run> = vec![
         |t| {
             let r = tuple::tuple_and_lrs(t);
             vec![(Estimator::TTuple, r.t_tuple), (Estimator::Lrs, r.lrs)]

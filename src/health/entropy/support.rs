@@ -10,7 +10,9 @@
 //! too few samples for it).
 
 /// The normal quantile of the standard's 99 % confidence bounds, as NIST's
-/// tool has it (`ZALPHA`), not rounded.
+/// tool has it (`ZALPHA`), not rounded: the digits are NIST's, whatever
+/// an f64 holds of them.
+#[allow(clippy::excessive_precision)]
 pub const Z_ALPHA: f64 = 2.5758293035489008;
 
 /// One track of samples: symbols in `0..alphabet`.

@@ -53,11 +53,15 @@ impl Level {
     }
 
     pub(super) fn stats(self, block: &Block) -> BlockStats {
-        // SAFETY (each arm): `detect` saw the CPU support every feature the
-        // called function is compiled for.
+        // `detect` saw the CPU support every feature the called function is
+        // compiled for; a `Level` is made by nothing else.
         match self {
+            // SAFETY: this level means the CPU has AVX-512 (F, BW, VL, DQ,
+            // VPOPCNTDQ), BMI2 and POPCNT.
             Self::Avx512 => unsafe { stats_avx512(block) },
+            // SAFETY: this level means the CPU has AVX2 and POPCNT.
             Self::Avx2 => unsafe { stats_avx2(block) },
+            // SAFETY: this level means the CPU has POPCNT.
             Self::Popcnt => unsafe { stats_popcnt(block) },
             Self::Portable => words::stats_words(block, words::nibble_counts_table),
         }
@@ -70,11 +74,15 @@ impl Level {
     /// word loop is.
     #[inline(always)]
     pub(super) fn with_features<R>(self, f: impl FnOnce() -> R) -> R {
-        // SAFETY (each arm): `detect` saw the CPU support every feature the
-        // called function is compiled for.
+        // `detect` saw the CPU support every feature the called function is
+        // compiled for; a `Level` is made by nothing else.
         match self {
+            // SAFETY: this level means the CPU has AVX-512 (F, BW, VL, DQ,
+            // VPOPCNTDQ), BMI2 and POPCNT.
             Self::Avx512 => unsafe { with_avx512(f) },
+            // SAFETY: this level means the CPU has AVX2 and POPCNT.
             Self::Avx2 => unsafe { with_avx2(f) },
+            // SAFETY: this level means the CPU has POPCNT.
             Self::Popcnt => unsafe { with_popcnt(f) },
             Self::Portable => f(),
         }
