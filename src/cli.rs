@@ -293,7 +293,8 @@ pub struct RefreshArgs {
           env = "RANDOM_REFRESHER_BATCH_SIZE")]
     pub batch_size: usize,
 
-    /// Pause between cycles (30s, 5m, 1h); a shutdown signal ends it at once.
+    /// Pause between the cycles of `run` (30s, 5m, 1h); a shutdown signal
+    /// ends it at once.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration,
           env = "RANDOM_REFRESHER_INTERVAL")]
     pub interval: Duration,
@@ -417,7 +418,20 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        <Self as Parser>::try_parse_from(args)
+        let matches = <Self as clap::CommandFactory>::command()
+            .try_get_matches_from(args)
+            .map_err(|e| e.to_string())?;
+        Self::from_matches(&matches)
+    }
+
+    /// The command line from clap's matches, as the binary takes it:
+    /// `once` refuses the options only `run` uses, then [`Cli::resolve`].
+    /// The error is one line naming the option.
+    pub fn from_matches(matches: &clap::ArgMatches) -> Result<Self, String> {
+        if let Some(("once", once)) = matches.subcommand() {
+            refuse_run_only(once)?;
+        }
+        <Self as clap::FromArgMatches>::from_arg_matches(matches)
             .map_err(|e| e.to_string())?
             .resolve()
     }
@@ -453,6 +467,30 @@ impl Cli {
         }
         Ok(self)
     }
+}
+
+/// The options `once` shares with `run` through [`RefreshArgs`] but has no
+/// use for: it runs one cycle, serves nothing and pushes once.
+const RUN_ONLY: [&str; 4] = [
+    "interval",
+    "max_failed_cycles",
+    "listen_address",
+    "push_interval",
+];
+
+/// Refuses a run-only option given to `once` on its command line. From the
+/// environment they are let be: a CronJob's `once` may share the
+/// DaemonSet's environment.
+fn refuse_run_only(once: &clap::ArgMatches) -> Result<(), String> {
+    for id in RUN_ONLY {
+        if once.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            let option = id.replace('_', "-");
+            return Err(format!(
+                "--{option} is for `run`: `once` runs one cycle and exits"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A repeatable option's values: as given, else its environment variable's
@@ -578,6 +616,24 @@ mod tests {
                 .unwrap_err()
                 .contains("not a number of bytes")
         );
+    }
+
+    #[test]
+    fn once_refuses_the_options_only_run_uses() {
+        for (option, value) in [
+            ("--interval", "5m"),
+            ("--max-failed-cycles", "3"),
+            ("--listen-address", "none"),
+            ("--push-interval", "1m"),
+        ] {
+            let e = Cli::try_parse_args(["random-refresher", "once", option, value]).unwrap_err();
+            assert!(e.starts_with(option) && e.contains("for `run`"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+            let run = Cli::try_parse_args(["random-refresher", "run", option, value]);
+            assert!(run.is_ok(), "{option}: {run:?}");
+        }
+        // What both use is taken by both.
+        assert!(Cli::try_parse_args(["random-refresher", "once", "--batch-size", "5000"]).is_ok());
     }
 
     #[test]

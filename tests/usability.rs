@@ -206,3 +206,33 @@ fn a_reader_that_goes_away_ends_a_report_quietly() {
         );
     }
 }
+
+#[test]
+fn once_refuses_run_only_options_with_one_line_and_exit_2() {
+    let dir = temp_dir();
+    let src = write(dir.path(), "good", &framed(&[good_block(43)]));
+    let src = src.to_str().unwrap();
+    for (option, value) in [
+        ("--interval", "5m"),
+        ("--max-failed-cycles", "3"),
+        ("--listen-address", "127.0.0.1:9"),
+        ("--push-interval", "1m"),
+    ] {
+        let out = run(&["once", "--source", src, "--sink", "stdout", option, value]);
+        assert_eq!(out.status.code(), Some(2), "{option}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{option}: delivered");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(option) && err.contains("for `run`"), "{err}");
+    }
+    // From the environment they are let be: a CronJob's `once` may share
+    // the DaemonSet's environment.
+    let out = bin()
+        .args(["once", "--source", src, "--sink", "stdout"])
+        .env("RANDOM_REFRESHER_INTERVAL", "5m")
+        .env("RANDOM_REFRESHER_LISTEN_ADDRESS", "none")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
