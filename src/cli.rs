@@ -535,10 +535,17 @@ fn batch_size(s: &str) -> Result<usize, String> {
     }
     let block = BLOCK_BYTES as u64;
     if !n.is_multiple_of(block) {
+        // The valid sizes on either side: none below the first block, none
+        // above the largest whole number of blocks.
         let below = n / block * block;
-        let above = (below + block).min(max / block * block);
+        let valid: Vec<String> = [below, below + block]
+            .into_iter()
+            .filter(|&v| v > 0 && v <= max)
+            .map(|v| v.to_string())
+            .collect();
         return Err(format!(
-            "{n} bytes is not a multiple of {block} (one FIPS 140-2 block): use {below} or {above}"
+            "{n} bytes is not a multiple of {block} (one FIPS 140-2 block): use {}",
+            valid.join(" or ")
         ));
     }
     Ok(n as usize)
@@ -608,6 +615,15 @@ mod tests {
         assert_eq!(batch_size("25MB"), Ok(25_000_000));
         assert_eq!(batch_size("250kB"), Ok(250_000));
         assert!(batch_size("2501").unwrap_err().contains("use 2500 or 5000"));
+        // Only sizes that are accepted are suggested: no 0, nothing past 1 GiB.
+        assert!(batch_size("1000").unwrap_err().ends_with("use 2500"));
+        assert!(batch_size("1GiB").unwrap_err().ends_with("use 1073740000"));
+        for n in ["1", "1000", "2501", "1GiB", "1073741823"] {
+            let e = batch_size(n).unwrap_err();
+            for suggested in e.rsplit(": use ").next().unwrap().split(" or ") {
+                assert!(batch_size(suggested).is_ok(), "{n}: {e}");
+            }
+        }
         assert!(batch_size("1MiB").unwrap_err().contains("multiple of 2500"));
         assert!(batch_size("2G").unwrap_err().contains("outside"));
         assert!(batch_size("0").is_err());
