@@ -176,8 +176,13 @@ fn start(args: &RefreshArgs) -> Result<Started, u8> {
         Ok(kept) => {
             let mut names: Vec<String> = kept.iter().map(ToString::to_string).collect();
             names.sort();
+            let kept = if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(",")
+            };
             let uid = args.user.map(|u| u.uid);
-            info!(capabilities = names.join(","), uid, "privileges dropped")
+            info!(capabilities_kept = kept, uid, "privileges dropped")
         }
         Err(e) => {
             refresher.finish();

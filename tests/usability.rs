@@ -137,7 +137,9 @@ fn json_log_fields_are_typed_values_not_debug_strings() {
         .iter()
         .find(|v| v["message"] == "privileges dropped")
         .unwrap();
-    assert!(dropped["capabilities"].is_string(), "{dropped}");
+    // What is kept is named as kept, not as what was dropped.
+    assert!(dropped["capabilities_kept"].is_string(), "{dropped}");
+    assert!(dropped.get("capabilities").is_none(), "{dropped}");
     assert!(
         dropped.get("uid").is_none() || dropped["uid"].is_number(),
         "{dropped}"
