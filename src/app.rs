@@ -89,6 +89,7 @@ fn forward_signals(
                     SIGHUP => Request::ReopenSources,
                     SIGUSR1 => Request::LogStatistics,
                     _ => {
+                        crate::source::note_stop_signal(signal);
                         stop.store(true, Ordering::Relaxed);
                         Request::Shutdown
                     }
@@ -276,7 +277,10 @@ fn once(args: &RefreshArgs) -> u8 {
         CycleOutcome::SinkFailed => fail(EXIT_FAILED, "a sink failed"),
         CycleOutcome::Stopped => fail(
             EXIT_FAILED,
-            "stopped by a signal before a batch was delivered",
+            &format!(
+                "{} before a batch was delivered",
+                crate::source::stopped_by()
+            ),
         ),
     }
 }

@@ -314,6 +314,44 @@ fn sigterm_ends_the_daemon_with_0_while_it_sleeps_and_while_it_reads() {
 }
 
 #[test]
+fn a_signal_ends_check_with_a_report_that_names_the_signal() {
+    let dir = temp_dir();
+    for (sig, name) in [(libc_sig::INT, "SIGINT"), (libc_sig::TERM, "SIGTERM")] {
+        let (fifo, writer, release) = silent_fifo(dir.path());
+        let mut child = bin()
+            .args([
+                "check",
+                "--source",
+                fifo.to_str().unwrap(),
+                "--read-timeout",
+                "1h",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        signal(&child, sig);
+        assert!(
+            wait_bounded(&mut child, BOUND).is_some(),
+            "{name}: check did not end"
+        );
+        let out = child.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            report.contains(&format!("stopped by a signal ({name})")),
+            "{name}: {report}{}",
+            stderr(&out)
+        );
+        assert!(!report.contains("shutdown"), "{report}");
+        release.send(()).unwrap();
+        writer.join().unwrap();
+        std::fs::remove_file(&fifo).unwrap();
+    }
+}
+
+#[test]
 fn a_stalled_source_times_out_instead_of_hanging_once() {
     let dir = temp_dir();
     let (fifo, writer, release) = silent_fifo(dir.path());
