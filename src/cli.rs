@@ -208,9 +208,11 @@ pub struct SourcesArgs {
 /// Sources and the health tests on them.
 #[derive(Clone, Debug, Args)]
 pub struct SourceArgs {
-    /// Entropy source, repeatable, in failover order: a path (character
-    /// device, FIFO or file), `-` for standard input, `rdseed` or `rdrand`.
-    /// Also RANDOM_REFRESHER_SOURCE, comma-separated. [default: /dev/hwrng]
+    /// Entropy source, repeatable: a path (character device, FIFO or file),
+    /// `-` for standard input, `rdseed` or `rdrand` (x86-64), `rndrrs` or
+    /// `rndr` (AArch64). `run` and `once` read them in failover order;
+    /// `check` tests each in turn. Also RANDOM_REFRESHER_SOURCE,
+    /// comma-separated. [default: /dev/hwrng]
     #[arg(long = "source", value_name = "SPEC")]
     pub sources: Vec<SourceSpec>,
 
@@ -632,6 +634,27 @@ mod tests {
                 .unwrap_err()
                 .contains("not a number of bytes")
         );
+    }
+
+    #[test]
+    fn source_help_names_every_kind_and_what_each_command_does_with_several() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        for name in ["run", "once", "check"] {
+            let help = cli
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_help()
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            for kind in ["`rdseed`", "`rdrand`", "`rndrrs`", "`rndr`", "`-`"] {
+                assert!(help.contains(kind), "{name} --help lacks {kind}: {help}");
+            }
+            assert!(help.contains("`check` tests each in turn"), "{name}: {help}");
+            assert!(!help.contains("repeatable, in failover order"), "{name}: {help}");
+        }
     }
 
     #[test]
