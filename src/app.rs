@@ -89,6 +89,7 @@ fn forward_signals(
                     SIGHUP => Request::ReopenSources,
                     SIGUSR1 => Request::LogStatistics,
                     _ => {
+                        crate::source::note_stop_signal(signal);
                         stop.store(true, Ordering::Relaxed);
                         Request::Shutdown
                     }
@@ -177,8 +178,13 @@ fn start(args: &RefreshArgs) -> Result<Started, u8> {
         Ok(kept) => {
             let mut names: Vec<String> = kept.iter().map(ToString::to_string).collect();
             names.sort();
+            let kept = if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(",")
+            };
             let uid = args.user.map(|u| u.uid);
-            info!(capabilities = names.join(","), uid, "privileges dropped")
+            info!(capabilities_kept = kept, uid, "privileges dropped")
         }
         Err(e) => {
             refresher.finish();
@@ -272,7 +278,10 @@ fn once(args: &RefreshArgs) -> u8 {
         CycleOutcome::SinkFailed => fail(EXIT_FAILED, "a sink failed"),
         CycleOutcome::Stopped => fail(
             EXIT_FAILED,
-            "stopped by a signal before a batch was delivered",
+            &format!(
+                "{} before a batch was delivered",
+                crate::source::stopped_by()
+            ),
         ),
     }
 }

@@ -208,9 +208,11 @@ pub struct SourcesArgs {
 /// Sources and the health tests on them.
 #[derive(Clone, Debug, Args)]
 pub struct SourceArgs {
-    /// Entropy source, repeatable, in failover order: a path (character
-    /// device, FIFO or file), `-` for standard input, `rdseed` or `rdrand`.
-    /// Also RANDOM_REFRESHER_SOURCE, comma-separated. [default: /dev/hwrng]
+    /// Entropy source, repeatable: a path (character device, FIFO or file),
+    /// `-` for standard input, `rdseed` or `rdrand` (x86-64), `rndrrs` or
+    /// `rndr` (AArch64). `run` and `once` read them in failover order;
+    /// `check` tests each in turn. Also RANDOM_REFRESHER_SOURCE,
+    /// comma-separated. [default: /dev/hwrng]
     #[arg(long = "source", value_name = "SPEC")]
     pub sources: Vec<SourceSpec>,
 
@@ -293,7 +295,8 @@ pub struct RefreshArgs {
           env = "RANDOM_REFRESHER_BATCH_SIZE")]
     pub batch_size: usize,
 
-    /// Pause between cycles (30s, 5m, 1h); a shutdown signal ends it at once.
+    /// Pause between the cycles of `run` (30s, 5m, 1h); a shutdown signal
+    /// ends it at once.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = positive_duration,
           env = "RANDOM_REFRESHER_INTERVAL")]
     pub interval: Duration,
@@ -425,7 +428,20 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        <Self as Parser>::try_parse_from(args)
+        let matches = <Self as clap::CommandFactory>::command()
+            .try_get_matches_from(args)
+            .map_err(|e| e.to_string())?;
+        Self::from_matches(&matches)
+    }
+
+    /// The command line from clap's matches, as the binary takes it:
+    /// `once` refuses the options only `run` uses, then [`Cli::resolve`].
+    /// The error is one line naming the option.
+    pub fn from_matches(matches: &clap::ArgMatches) -> Result<Self, String> {
+        if let Some(("once", once)) = matches.subcommand() {
+            refuse_run_only(once)?;
+        }
+        <Self as clap::FromArgMatches>::from_arg_matches(matches)
             .map_err(|e| e.to_string())?
             .resolve()
     }
@@ -461,6 +477,30 @@ impl Cli {
         }
         Ok(self)
     }
+}
+
+/// The options `once` shares with `run` through [`RefreshArgs`] but has no
+/// use for: it runs one cycle, serves nothing and pushes once.
+const RUN_ONLY: [&str; 4] = [
+    "interval",
+    "max_failed_cycles",
+    "listen_address",
+    "push_interval",
+];
+
+/// Refuses a run-only option given to `once` on its command line. From the
+/// environment they are let be: a CronJob's `once` may share the
+/// DaemonSet's environment.
+fn refuse_run_only(once: &clap::ArgMatches) -> Result<(), String> {
+    for id in RUN_ONLY {
+        if once.value_source(id) == Some(clap::parser::ValueSource::CommandLine) {
+            let option = id.replace('_', "-");
+            return Err(format!(
+                "--{option} is for `run`: `once` runs one cycle and exits"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A repeatable option's values: as given, else its environment variable's
@@ -505,10 +545,17 @@ fn batch_size(s: &str) -> Result<usize, String> {
     }
     let block = BLOCK_BYTES as u64;
     if !n.is_multiple_of(block) {
+        // The valid sizes on either side: none below the first block, none
+        // above the largest whole number of blocks.
         let below = n / block * block;
-        let above = (below + block).min(max / block * block);
+        let valid: Vec<String> = [below, below + block]
+            .into_iter()
+            .filter(|&v| v > 0 && v <= max)
+            .map(|v| v.to_string())
+            .collect();
         return Err(format!(
-            "{n} bytes is not a multiple of {block} (one FIPS 140-2 block): use {below} or {above}"
+            "{n} bytes is not a multiple of {block} (one FIPS 140-2 block): use {}",
+            valid.join(" or ")
         ));
     }
     Ok(n as usize)
@@ -578,6 +625,15 @@ mod tests {
         assert_eq!(batch_size("25MB"), Ok(25_000_000));
         assert_eq!(batch_size("250kB"), Ok(250_000));
         assert!(batch_size("2501").unwrap_err().contains("use 2500 or 5000"));
+        // Only sizes that are accepted are suggested: no 0, nothing past 1 GiB.
+        assert!(batch_size("1000").unwrap_err().ends_with("use 2500"));
+        assert!(batch_size("1GiB").unwrap_err().ends_with("use 1073740000"));
+        for n in ["1", "1000", "2501", "1GiB", "1073741823"] {
+            let e = batch_size(n).unwrap_err();
+            for suggested in e.rsplit(": use ").next().unwrap().split(" or ") {
+                assert!(batch_size(suggested).is_ok(), "{n}: {e}");
+            }
+        }
         assert!(batch_size("1MiB").unwrap_err().contains("multiple of 2500"));
         assert!(batch_size("2G").unwrap_err().contains("outside"));
         assert!(batch_size("0").is_err());
@@ -586,6 +642,45 @@ mod tests {
                 .unwrap_err()
                 .contains("not a number of bytes")
         );
+    }
+
+    #[test]
+    fn source_help_names_every_kind_and_what_each_command_does_with_several() {
+        use clap::CommandFactory;
+        let mut cli = Cli::command();
+        for name in ["run", "once", "check"] {
+            let help = cli
+                .find_subcommand_mut(name)
+                .unwrap()
+                .render_help()
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            for kind in ["`rdseed`", "`rdrand`", "`rndrrs`", "`rndr`", "`-`"] {
+                assert!(help.contains(kind), "{name} --help lacks {kind}: {help}");
+            }
+            assert!(help.contains("`check` tests each in turn"), "{name}: {help}");
+            assert!(!help.contains("repeatable, in failover order"), "{name}: {help}");
+        }
+    }
+
+    #[test]
+    fn once_refuses_the_options_only_run_uses() {
+        for (option, value) in [
+            ("--interval", "5m"),
+            ("--max-failed-cycles", "3"),
+            ("--listen-address", "none"),
+            ("--push-interval", "1m"),
+        ] {
+            let e = Cli::try_parse_args(["random-refresher", "once", option, value]).unwrap_err();
+            assert!(e.starts_with(option) && e.contains("for `run`"), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+            let run = Cli::try_parse_args(["random-refresher", "run", option, value]);
+            assert!(run.is_ok(), "{option}: {run:?}");
+        }
+        // What both use is taken by both.
+        assert!(Cli::try_parse_args(["random-refresher", "once", "--batch-size", "5000"]).is_ok());
     }
 
     #[test]

@@ -1,7 +1,10 @@
-use clap::Parser;
+use clap::CommandFactory;
+use random_refresher::cli::Cli;
 
 fn main() -> std::process::ExitCode {
-    match random_refresher::cli::Cli::parse().resolve() {
+    // clap reports its own errors (exit 2) and answers --help and --version.
+    let matches = Cli::command().get_matches();
+    match Cli::from_matches(&matches) {
         Ok(cli) => random_refresher::app::main(cli),
         Err(e) => {
             eprintln!("error: {e}");

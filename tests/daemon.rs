@@ -150,6 +150,39 @@ fn every_block_failing_means_exit_1_and_no_bytes() {
 }
 
 #[test]
+fn giving_a_source_up_names_the_failed_tests_and_the_retry_delay() {
+    let dir = temp_dir();
+    // Every block repeats a 32-bit word inside it: only the continuous run
+    // test fails.
+    let blocks: Vec<Vec<u8>> = (0..40)
+        .map(|i| {
+            let mut b = good_block(100 + i);
+            let w: [u8; 4] = b[100..104].try_into().unwrap();
+            b[104..108].copy_from_slice(&w);
+            b
+        })
+        .collect();
+    let src = write(dir.path(), "repeats", &framed(&blocks));
+    let out = run(&[
+        "once",
+        "--source",
+        src.to_str().unwrap(),
+        "--sink",
+        "stdout",
+        "--retry-initial",
+        "3s",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.contains("failed the health tests too often"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(line.contains("tests=\"continuous_run:25\""), "{line}");
+    assert!(line.contains("retry_in=3s"), "{line}");
+}
+
+#[test]
 fn fails_over_to_the_next_source_when_the_first_goes_bad() {
     let dir = temp_dir();
     let bad = write(dir.path(), "bad", &vec![0u8; 30 * BLOCK]);
@@ -311,6 +344,44 @@ fn sigterm_ends_the_daemon_with_0_while_it_sleeps_and_while_it_reads() {
     );
     release.send(()).unwrap();
     writer.join().unwrap();
+}
+
+#[test]
+fn a_signal_ends_check_with_a_report_that_names_the_signal() {
+    let dir = temp_dir();
+    for (sig, name) in [(libc_sig::INT, "SIGINT"), (libc_sig::TERM, "SIGTERM")] {
+        let (fifo, writer, release) = silent_fifo(dir.path());
+        let mut child = bin()
+            .args([
+                "check",
+                "--source",
+                fifo.to_str().unwrap(),
+                "--read-timeout",
+                "1h",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+        signal(&child, sig);
+        assert!(
+            wait_bounded(&mut child, BOUND).is_some(),
+            "{name}: check did not end"
+        );
+        let out = child.wait_with_output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            report.contains(&format!("stopped by a signal ({name})")),
+            "{name}: {report}{}",
+            stderr(&out)
+        );
+        assert!(!report.contains("shutdown"), "{report}");
+        release.send(()).unwrap();
+        writer.join().unwrap();
+        std::fs::remove_file(&fifo).unwrap();
+    }
 }
 
 #[test]

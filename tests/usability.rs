@@ -3,6 +3,8 @@
 //! reader of a report goes away.
 
 mod common;
+#[path = "../examples/gen-assets.rs"]
+mod gen_assets;
 
 use std::process::Stdio;
 
@@ -137,7 +139,9 @@ fn json_log_fields_are_typed_values_not_debug_strings() {
         .iter()
         .find(|v| v["message"] == "privileges dropped")
         .unwrap();
-    assert!(dropped["capabilities"].is_string(), "{dropped}");
+    // What is kept is named as kept, not as what was dropped.
+    assert!(dropped["capabilities_kept"].is_string(), "{dropped}");
+    assert!(dropped.get("capabilities").is_none(), "{dropped}");
     assert!(
         dropped.get("uid").is_none() || dropped["uid"].is_number(),
         "{dropped}"
@@ -205,4 +209,76 @@ fn a_reader_that_goes_away_ends_a_report_quietly() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn once_refuses_run_only_options_with_one_line_and_exit_2() {
+    let dir = temp_dir();
+    let src = write(dir.path(), "good", &framed(&[good_block(43)]));
+    let src = src.to_str().unwrap();
+    for (option, value) in [
+        ("--interval", "5m"),
+        ("--max-failed-cycles", "3"),
+        ("--listen-address", "127.0.0.1:9"),
+        ("--push-interval", "1m"),
+    ] {
+        let out = run(&["once", "--source", src, "--sink", "stdout", option, value]);
+        assert_eq!(out.status.code(), Some(2), "{option}: {}", stderr(&out));
+        assert!(out.stdout.is_empty(), "{option}: delivered");
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(option) && err.contains("for `run`"), "{err}");
+    }
+    // From the environment they are let be: a CronJob's `once` may share
+    // the DaemonSet's environment.
+    let out = bin()
+        .args(["once", "--source", src, "--sink", "stdout"])
+        .env("RANDOM_REFRESHER_INTERVAL", "5m")
+        .env("RANDOM_REFRESHER_LISTEN_ADDRESS", "none")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn the_man_page_has_exit_status_and_signals_and_names_no_page_it_lacks() {
+    let page = String::from_utf8(gen_assets::man_page().unwrap()).unwrap();
+    let text = page.replace("\\-", "-");
+    for section in [".SH \"EXIT STATUS\"", ".SH \"SIGNALS\"", ".SH COMMANDS"] {
+        assert!(text.contains(section), "{section} missing:\n{text}");
+    }
+    let exit = &text[text.find(".SH \"EXIT STATUS\"").unwrap()..];
+    for code in [0, 1, 2] {
+        assert!(
+            exit.contains(&format!(".TP\n\\fB{code}\\fR\n")),
+            "exit {code}:\n{exit}"
+        );
+    }
+    let signals = &text[text.find(".SH \"SIGNALS\"").unwrap()..];
+    for signal in ["SIGTERM", "SIGINT", "SIGHUP", "SIGUSR1"] {
+        assert!(signals.contains(signal), "{signal}:\n{signals}");
+    }
+    // Every page it refers to exists outside this package: none of the
+    // random-refresher-run(1) kind, which the package does not ship.
+    let mut refs = Vec::new();
+    for (at, _) in text.match_indices('(') {
+        let rest = &text[at + 1..];
+        if rest.len() > 1 && rest.as_bytes()[0].is_ascii_digit() && rest.as_bytes()[1] == b')' {
+            let name = text[..at]
+                .rsplit(|c: char| c.is_whitespace() || c == ';')
+                .next()
+                .unwrap();
+            refs.push(format!("{name}({})", &rest[..1]));
+        }
+    }
+    assert_eq!(refs, ["random(4)"], "{text}");
+    // Each command still has its options.
+    for command in ["RUN", "ONCE", "CHECK", "SOURCES", "PROBE", "QUARANTINE"] {
+        assert!(
+            text.contains(&format!(".SH \"RANDOM-REFRESHER {command}\"")),
+            "{command}"
+        );
+    }
+    assert!(text.contains("--quarantine-hwrng") && text.contains("--estimate-window"));
 }

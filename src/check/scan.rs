@@ -336,7 +336,7 @@ impl PieceReader<'_> {
     /// stops here if it does.
     fn read(&self, piece: usize, buf: &mut [u8]) -> (usize, Option<String>) {
         if self.stop.load(Ordering::Relaxed) {
-            return (0, Some("stopped by a signal".into()));
+            return (0, Some(crate::source::stopped_by()));
         }
         let first = (piece * PIECE_BLOCKS) as u64;
         let mut want = PIECE_BLOCKS as u64;
@@ -378,7 +378,7 @@ fn read_chunks(
     let mut left = blocks;
     while let Ok(mut buf) = empty.recv() {
         if stop.load(Ordering::Relaxed) {
-            let ended = Some("stopped by a signal".to_string());
+            let ended = Some(crate::source::stopped_by());
             let _ = full.send(Chunk { buf, got: 0, ended });
             return;
         }

@@ -100,6 +100,11 @@ impl SourceHealth {
         *self = Self::new(self.policy);
     }
 
+    /// How long after its failure a failed source waits for its retry.
+    pub fn retry_wait(&self) -> Duration {
+        self.retry_wait
+    }
+
     /// Unforgiven failures so far (for reports).
     pub fn failures(&self) -> u32 {
         self.failures

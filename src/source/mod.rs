@@ -19,7 +19,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 pub use cpu::{CpuInstruction, CpuSource};
@@ -97,7 +97,7 @@ pub enum SourceError {
     },
     #[error("{name}: no data within {timeout:?}")]
     Timeout { name: String, timeout: Duration },
-    #[error("{name}: stopped by shutdown")]
+    #[error("{name}: {}", stopped_by())]
     Stopped { name: String },
     #[error("{name}: {reason}")]
     Unsupported { name: &'static str, reason: String },
@@ -179,6 +179,25 @@ pub struct ReadLimits {
     pub stop: Arc<AtomicBool>,
     /// Told of every read that brings bytes, for the liveness check.
     pub progress: Option<Arc<crate::telemetry::LoopStatus>>,
+}
+
+/// The signal that asked the process to stop (0: none yet). Signals are
+/// the process's, so one record serves every stop flag.
+static STOP_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// Records the signal that asks the process to stop, for [`stopped_by`];
+/// called before the stop flag is set.
+pub fn note_stop_signal(signal: i32) {
+    STOP_SIGNAL.store(signal, Ordering::Relaxed);
+}
+
+/// Why a read ended early: "stopped by a signal (SIGINT)", naming the
+/// signal when one was recorded.
+pub fn stopped_by() -> String {
+    match signal_hook::low_level::signal_name(STOP_SIGNAL.load(Ordering::Relaxed)) {
+        Some(name) => format!("stopped by a signal ({name})"),
+        None => "stopped by a signal".into(),
+    }
 }
 
 /// An opened source.

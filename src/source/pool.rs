@@ -172,6 +172,10 @@ struct Slot {
     /// Passing blocks since the last start-up test while trusted, for the
     /// quarantine policy.
     trusted_passes: u64,
+    /// Per test, the blocks that failed it since the source last had no
+    /// unforgiven failure (or was last given up on): what the policy's
+    /// verdict rests on, named when it gives the source up.
+    window_failures: [u32; TESTS],
     blocks_passed: u64,
     blocks_failed: u64,
     metrics: SlotMetrics,
@@ -320,6 +324,7 @@ impl Slot {
             self.metrics.failed.increment(1);
             for t in step.verdict.failed_tests() {
                 self.metrics.test_failures[t as usize].increment(1);
+                self.window_failures[t as usize] += 1;
             }
             let tests: Vec<&str> = step.verdict.failed_tests().map(Test::name).collect();
             debug!(source = %self.label, tests = tests.join(","),
@@ -356,6 +361,9 @@ impl Slot {
         if !self.health.is_failed() {
             self.health.block_passed();
             self.trusted_passes += 1;
+            if self.health.failures() == 0 {
+                self.window_failures = [0; TESTS];
+            }
             return;
         }
         self.probe_left = self.probe_left.saturating_sub(1);
@@ -375,17 +383,35 @@ impl Slot {
             self.health.mark_failed(now);
             self.failed_by_tests = true;
             self.probe_left = 0;
-            warn!(source = %self.label, "source still fails the health tests; retrying later");
+            let tests = self.take_window_failures();
+            warn!(source = %self.label, tests,
+                  retry_in = %humantime::format_duration(self.health.retry_wait()),
+                  "source still fails the health tests; retrying later");
             return true;
         }
         if self.health.block_failed(now) {
             self.failed_by_tests = true;
             self.probe_left = 0;
-            error!(source = %self.label, failures = self.health.failures(),
-                   "source failed the health tests too often and is no longer used");
+            let tests = self.take_window_failures();
+            error!(source = %self.label, failures = self.health.failures(), tests,
+                   retry_in = %humantime::format_duration(self.health.retry_wait()),
+                   "source failed the health tests too often; not used until its retry");
             return true;
         }
         false
+    }
+
+    /// The tests failed in the window, with how many blocks failed each
+    /// (`poker:20,runs:5`), and a new window.
+    fn take_window_failures(&mut self) -> String {
+        let counts = std::mem::replace(&mut self.window_failures, [0; TESTS]);
+        Test::ALL
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(t, n)| format!("{}:{n}", t.name()))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -476,6 +502,7 @@ impl SourcePool {
                 is_hwrng: hwrng.is_some()
                     && matches!(spec, SourceSpec::Path(p) if FileId::of_path(p).ok() == hwrng),
                 trusted_passes: 0,
+                window_failures: [0; TESTS],
                 blocks_passed: 0,
                 blocks_failed: 0,
                 metrics: SlotMetrics::new(&spec.to_string(), claimed_min_entropy),
@@ -597,6 +624,7 @@ impl SourcePool {
             slot.health.recovered();
             slot.failed_by_tests = false;
             slot.probe_left = 0;
+            slot.window_failures = [0; TESTS];
             slot.restart();
             slot.show_up();
         }
