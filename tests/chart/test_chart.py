@@ -149,6 +149,25 @@ def test_the_schema_rejects_bad_values_with_the_path(bad, where):
     assert where in p.stderr, p.stderr
 
 
+def test_entropy_per_byte_out_of_range_names_the_range_and_auto_renders():
+    p = render(sets=["refresher.entropyPerByte=9"], check=False)
+    assert p.returncode != 0
+    assert "/refresher/entropyPerByte" in p.stderr and "want 8" in p.stderr, p.stderr
+    assert "oneOf" not in p.stderr and "want string" not in p.stderr, p.stderr
+    # --set gives 7 as a number and 7.5 as a string: both are taken.
+    for value, arg in [("auto", "--entropy-per-byte=auto"), ("7.5", "--entropy-per-byte=7.5"),
+                       ("7", "--entropy-per-byte=7")]:
+        spec, _ = pod_spec(render(sets=[f"refresher.entropyPerByte={value}"]))
+        assert arg in spec["containers"][0]["args"], spec["containers"][0]["args"]
+    for bad in ["bogus", "8.5"]:
+        assert render(sets=[f"refresher.entropyPerByte={bad}"], check=False).returncode != 0, bad
+
+
+def test_a_null_node_selector_still_selects_the_labeled_nodes():
+    spec, _ = pod_spec(render(sets=["nodeSelector=null"]))
+    assert spec["nodeSelector"] == {"feature": "hw-rng"}, spec.get("nodeSelector")
+
+
 def test_a_service_monitor_without_a_service_is_refused():
     p = render(sets=["serviceMonitor.enabled=true", "service.enabled=false"], check=False)
     assert p.returncode != 0 and "needs service.enabled" in p.stderr
