@@ -424,7 +424,11 @@ fn check(args: &CheckArgs) -> u8 {
     if written != EXIT_OK {
         return written;
     }
-    if !reports.is_empty() && reports.iter().all(|r| r.passed(args.blocks)) {
+    let passed = |r: &crate::check::Report| match args.verdict {
+        true => r.verdict.passed && r.counts.blocks > 0 && (args.blocks == 0 || r.counts.blocks == args.blocks),
+        false => r.passed(args.blocks),
+    };
+    if !reports.is_empty() && reports.iter().all(passed) {
         EXIT_OK
     } else {
         EXIT_FAILED

@@ -396,6 +396,26 @@ pub struct CheckArgs {
     #[arg(long, value_name = "N", default_value_t = 8, env = "RANDOM_REFRESHER_BITS_PER_SAMPLE",
           value_parser = clap::value_parser!(u8).range(1..=8))]
     pub bits_per_sample: u8,
+
+    /// Exit 0 or 1 by the verdict instead of rngtest's rule (1 on any
+    /// failing block): fail only when the failures are unlikely, below
+    /// --false-alarm-bound, from a good source (good data fails FIPS 140-2
+    /// about once in 1,200 blocks).
+    #[arg(long, env = "RANDOM_REFRESHER_VERDICT")]
+    pub verdict: bool,
+
+    /// The verdict's false-alarm bound: the chance that a good source is
+    /// judged bad, 1e-12 to 0.5.
+    #[arg(long, value_name = "P", default_value_t = crate::check::verdict::DEFAULT_BOUND,
+          value_parser = false_alarm_bound, env = "RANDOM_REFRESHER_FALSE_ALARM_BOUND")]
+    pub false_alarm_bound: f64,
+}
+
+fn false_alarm_bound(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (1e-12..=0.5).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a probability from 1e-12 to 0.5")),
+    }
 }
 
 /// More threads than this would only hold more memory (1 MB each).

@@ -13,6 +13,7 @@ use crate::health::{BLOCK_BYTES, Block, BlockScan, ContinuousRun, Cutoffs, Strea
 use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
 mod scan;
+pub mod verdict;
 
 #[derive(Debug, serde::Serialize)]
 pub struct Report {
@@ -27,6 +28,8 @@ pub struct Report {
     pub apt_cutoff: u32,
     /// SP 800-90B min-entropy assessments of the bytes read.
     pub min_entropy: AssessmentReport,
+    /// Whether the failures say the source is bad, at a false-alarm bound.
+    pub verdict: verdict::Verdict,
 }
 
 /// The min-entropy assessments of one stream's assessed windows.
@@ -84,6 +87,9 @@ struct Plan {
     window: usize,
     sampling: Sampling,
     bits_per_sample: u8,
+    /// The RCT's and APT's false-alarm rate per sample, and the verdict's bound.
+    alpha: f64,
+    false_alarm_bound: f64,
 }
 
 impl Report {
@@ -120,6 +126,8 @@ pub fn check(
         window: args.source.estimate_window,
         sampling: args.source.estimate_every,
         bits_per_sample: args.bits_per_sample,
+        alpha: (-f64::from(args.source.alpha_exponent)).exp2(),
+        false_alarm_bound: args.false_alarm_bound,
     };
     let mut reports = Vec::new();
     for spec in &args.source.sources {
@@ -171,7 +179,16 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
             source,
         });
     }
+    let c = &stream.counts;
+    let verdict = verdict::verdict(
+        c.blocks,
+        c.fips_failures,
+        c.sp800_90b_failures + c.failed(Test::RepeatedBlock),
+        plan.alpha,
+        plan.false_alarm_bound,
+    );
     Ok(Report {
+        verdict,
         source: spec.to_string(),
         counts: stream.counts,
         bytes_read,
@@ -330,6 +347,18 @@ fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "successes (every test passed): {}", c.successes)?;
     writeln!(out, "failures: {}", c.failures)?;
     print_assessment(&report.min_entropy, out)?;
+    let v = &report.verdict;
+    writeln!(
+        out,
+        "verdict (false-alarm bound {:e}): {}; FIPS 140-2 {} failures, {:.1} expected of good data at most (p = {:.3e}); SP 800-90B and repeated blocks {} (p = {:.3e})",
+        v.bound,
+        if v.passed { "pass" } else { "fail" },
+        v.fips_140_2.failures,
+        v.fips_140_2.expected,
+        v.fips_140_2.p_value,
+        v.others.failures,
+        v.others.p_value
+    )?;
     writeln!(
         out,
         "blocks tested: {} in {:.3} s",
