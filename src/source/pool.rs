@@ -9,7 +9,6 @@
 //! retries it, that source's gate starts over with the start-up test.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
@@ -20,7 +19,7 @@ use super::{
     SourceError,
     SourceSpec,
 };
-use super::assess::{Assessed, OnlineAssessment};
+use super::assess::{Assessed, Assessor, OnlineAssessment};
 use crate::health::entropy::{Assessment, TrackKind};
 use crate::health::estimate::Sampling;
 use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Gate, SourceHealth, TESTS, Test};
@@ -477,7 +476,7 @@ impl SourcePool {
             SourceSpec::Cpu(CpuInstruction::Rndr) => RNDR_ENTROPY_PER_BYTE,
             _ => 8.0,
         };
-        let assessing = Arc::new(AtomicBool::new(false));
+        let assessor = Arc::new(Assessor::default());
         let mut slots: Vec<Slot> = specs
             .iter()
             .map(|spec| Slot {
@@ -493,7 +492,7 @@ impl SourcePool {
                 },
                 credit_auto: entropy_per_byte == Some(Credit::Auto),
                 credit_stream: credit_streams.contains(spec),
-                assessment: OnlineAssessment::new(estimate_window, estimate_every, Arc::clone(&assessing)),
+                assessment: OnlineAssessment::new(estimate_window, estimate_every, Arc::clone(&assessor)),
                 assessed_once: false,
                 last_error: None,
                 failed_by_tests: false,
