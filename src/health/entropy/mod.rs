@@ -133,14 +133,6 @@ pub struct Assessment {
     pub assessed: f64,
 }
 
-impl Assessment {
-    /// The assessed value in bits per byte of input, which is what the
-    /// daemon credits by: a sample is one byte whatever its width.
-    pub fn per_byte(&self) -> f64 {
-        self.assessed
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum AssessError {
     #[error("no samples to assess")]
