@@ -135,7 +135,7 @@ fn walk(bits: &[u8]) -> (usize, usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_inputs::sticky_bits;
+    use super::super::test_inputs::{sticky_bits, xorshift32};
     use super::*;
 
     /// NIST's loop, bit by bit, for checking the chunked walk.
@@ -156,14 +156,9 @@ mod tests {
     }
 
     fn xorshift_bits(seed: u32, len: usize, ones_in_16: u32) -> Vec<u8> {
-        let mut state = seed;
+        let mut next = xorshift32(seed);
         (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                u8::from(state >> 28 < ones_in_16)
-            })
+            .map(|_| u8::from(next() >> 28 < ones_in_16))
             .collect()
     }
 

@@ -132,7 +132,7 @@ fn ones_and_changes(from: &[u8], to: &[u8]) -> (i64, i64) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_inputs::sticky_bits;
+    use super::super::test_inputs::{sticky_bits, xorshift32};
     use super::*;
 
     fn counts_slow(bits: &[u8]) -> (i64, i64, i64) {
@@ -147,14 +147,9 @@ mod tests {
     }
 
     fn xorshift_bytes(seed: u32, len: usize) -> Vec<u8> {
-        let mut state = seed;
+        let mut next = xorshift32(seed);
         (0..len)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state >> 24) as u8
-            })
+            .map(|_| (next() >> 24) as u8)
             .collect()
     }
 

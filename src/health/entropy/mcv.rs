@@ -78,6 +78,7 @@ fn histogram_mode(symbols: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_inputs::{sticky_bits, xorshift32};
     use super::*;
 
     fn literal(symbols: &[u8], alphabet: usize) -> Option<f64> {
@@ -131,37 +132,16 @@ mod tests {
     fn pinned_against_nist() {
         let h = literal(&two_bit_input(), 4).unwrap();
         assert!((h - 1.9450494734705264).abs() < 1e-12, "{h:.17}");
-        let h = literal(&sticky_input(), 2).unwrap();
+        let h = literal(&sticky_bits(), 2).unwrap();
         assert!((h - 0.9566373776656676).abs() < 1e-12, "{h:.17}");
-    }
-
-    fn xorshift(state: &mut u32) -> u32 {
-        *state ^= *state << 13;
-        *state ^= *state >> 17;
-        *state ^= *state << 5;
-        *state
     }
 
     /// xorshift32 (seed 1), each sample the top byte of the state masked
     /// to its low 2 bits.
     fn two_bit_input() -> Vec<u8> {
-        let mut state = 1u32;
+        let mut next = xorshift32(1);
         (0..20_000)
-            .map(|_| ((xorshift(&mut state) >> 24) & 3) as u8)
-            .collect()
-    }
-
-    /// xorshift32 (seed 7); the bit repeats the previous one when the top 4
-    /// bits of the state are below 10, else flips.
-    fn sticky_input() -> Vec<u8> {
-        let (mut state, mut bit) = (7u32, 0u8);
-        (0..20_000)
-            .map(|_| {
-                if xorshift(&mut state) >> 28 >= 10 {
-                    bit ^= 1;
-                }
-                bit
-            })
+            .map(|_| ((next() >> 24) & 3) as u8)
             .collect()
     }
 }

@@ -23,16 +23,24 @@ pub fn lcg(seed: u64) -> impl FnMut() -> u64 {
 /// the one before it when the top 4 bits of the state are below 10, else
 /// it flips. Pinned as `ea_non_iid -vv FILE 1` (literal track, k = 2).
 pub fn sticky_bits() -> Vec<u8> {
-    let (mut state, mut bit) = (7u32, 0u8);
+    let (mut next, mut bit) = (xorshift32(7), 0u8);
     (0..20_000)
         .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            if state >> 28 >= 10 {
+            if next() >> 28 >= 10 {
                 bit ^= 1;
             }
             bit
         })
         .collect()
+}
+
+/// Marsaglia's xorshift32 (13, 17, 5): its state, step by step.
+pub fn xorshift32(seed: u32) -> impl FnMut() -> u32 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        state
+    }
 }
