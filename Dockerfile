@@ -27,7 +27,11 @@ RUN mkdir -p src benches \
 # Static glibc: no shared library is needed at run time. getrandom uses the
 # getrandom(2) system call instead of opening /dev/urandom.
 ENV RUSTFLAGS="-C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\""
+COPY build.rs ./
 COPY src ./src
+# The commit random_refresher_build_info reports: the context has no .git.
+ARG GIT_COMMIT=
+ENV RANDOM_REFRESHER_GIT_COMMIT=${GIT_COMMIT}
 ARG TARGETARCH
 ENV CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 RUN case "$TARGETARCH" in \

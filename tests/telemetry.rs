@@ -140,9 +140,20 @@ fn each_estimator_of_an_assessed_window_is_a_series_and_the_assessed_value_is_th
     let dir = temp_dir();
     let src = good_file(dir.path(), 600, 20);
     let daemon = Daemon::start(&[
-        "--source", &src, "--sink", "stdout", "--interval", "100ms", "--estimate-window", "4096",
+        "--source",
+        &src,
+        "--sink",
+        "stdout",
+        "--interval",
+        "100ms",
+        "--estimate-window",
+        "4096",
     ]);
-    assert!(daemon.wait_for_log("min-entropy assessed").is_some(), "{}", daemon.log());
+    assert!(
+        daemon.wait_for_log("min-entropy assessed").is_some(),
+        "{}",
+        daemon.log()
+    );
     let (_, text) = daemon.get("/metrics");
     let name = "random_refresher_min_entropy_estimator_per_symbol{";
     let series: Vec<(String, f64)> = text
@@ -158,7 +169,13 @@ fn each_estimator_of_an_assessed_window_is_a_series_and_the_assessed_value_is_th
         series
             .iter()
             .filter(|(l, _)| l.contains(&track))
-            .map(|(l, _)| l.split("estimator=\"").nth(1).unwrap().trim_end_matches("\"}").to_string())
+            .map(|(l, _)| {
+                l.split("estimator=\"")
+                    .nth(1)
+                    .unwrap()
+                    .trim_end_matches("\"}")
+                    .to_string()
+            })
             .collect()
     };
     // Bytes of more than two values: all ten estimators on the bitstring;
@@ -167,18 +184,38 @@ fn each_estimator_of_an_assessed_window_is_a_series_and_the_assessed_value_is_th
     assert_eq!(on("bitstring").len(), 10, "{series:?}");
     let literal = on("literal");
     for e in ["mcv", "lrs", "multi_mcw", "lag", "multi_mmc", "lz78y"] {
-        assert!(literal.iter().any(|l| l == e), "no literal {e}: {literal:?}");
+        assert!(
+            literal.iter().any(|l| l == e),
+            "no literal {e}: {literal:?}"
+        );
     }
-    assert!(literal.iter().all(|e| !["collision", "markov", "compression"].contains(&e.as_str())), "{literal:?}");
+    assert!(
+        literal
+            .iter()
+            .all(|e| !["collision", "markov", "compression"].contains(&e.as_str())),
+        "{literal:?}"
+    );
     assert_eq!(series.len(), literal.len() + 10, "{series:?}");
     let lowest = series
         .iter()
         .map(|(l, v)| if l.contains("bitstring") { 8.0 * v } else { *v })
         .fold(8.0, f64::min);
     let src_label = format!("source=\"{src}\"");
-    let assessed = metric_value(&text, &format!("random_refresher_min_entropy_estimate_per_byte{{{src_label}}}")).unwrap();
-    assert!((assessed - lowest).abs() < 1e-9, "assessed {assessed}, lowest estimate {lowest}");
-    assert!(text.contains(&format!("random_refresher_min_entropy_assessment_duration_seconds_count{{{src_label}}} ")), "no duration histogram");
+    let assessed = metric_value(
+        &text,
+        &format!("random_refresher_min_entropy_estimate_per_byte{{{src_label}}}"),
+    )
+    .unwrap();
+    assert!(
+        (assessed - lowest).abs() < 1e-9,
+        "assessed {assessed}, lowest estimate {lowest}"
+    );
+    assert!(
+        text.contains(&format!(
+            "random_refresher_min_entropy_assessment_duration_seconds_count{{{src_label}}} "
+        )),
+        "no duration histogram"
+    );
 }
 
 #[test]
@@ -253,10 +290,28 @@ fn every_contract_metric_is_exported_with_help_and_the_constant_label() {
             "no failure series for {test}"
         );
     }
-    assert!(text.contains(&format!(
-        "random_refresher_build_info{{node=\"worker-1\",version=\"{}\"}} 1",
-        env!("CARGO_PKG_VERSION")
-    )));
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("random_refresher_build_info{"))
+        .expect("no build_info");
+    assert!(build.ends_with("} 1"), "{build}");
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))),
+        "{build}"
+    );
+    assert!(build.contains("node=\"worker-1\""), "{build}");
+    // The commit this clone is at, and the target the binary was built for.
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .unwrap();
+    let head = String::from_utf8(head.stdout).unwrap();
+    assert!(
+        build.contains(&format!("commit=\"{}\"", head.trim())),
+        "{build}"
+    );
+    let target = format!("target=\"{}-unknown-linux-gnu\"", std::env::consts::ARCH);
+    assert!(build.contains(&target), "{build}");
 }
 
 #[test]

@@ -34,14 +34,15 @@ impl Exporter {
     /// Installs the process-wide recorder (the `metrics` facade has exactly
     /// one) with constant labels on every series, and describes the metrics.
     pub fn install(labels: &[(String, String)], kernel: KernelPaths) -> Result<Self, BuildError> {
-        let mut builder = PrometheusBuilder::new().set_buckets_for_metric(
-            Matcher::Full(names::SOURCE_READ_DURATION.into()),
-            READ_DURATION_BUCKETS,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full(names::MIN_ENTROPY_ASSESSMENT_DURATION.into()),
-            ASSESSMENT_DURATION_BUCKETS,
-        )?;
+        let mut builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(names::SOURCE_READ_DURATION.into()),
+                READ_DURATION_BUCKETS,
+            )?
+            .set_buckets_for_metric(
+                Matcher::Full(names::MIN_ENTROPY_ASSESSMENT_DURATION.into()),
+                ASSESSMENT_DURATION_BUCKETS,
+            )?;
         for (k, v) in labels {
             builder = builder.add_global_label(k, v);
         }
@@ -49,7 +50,13 @@ impl Exporter {
         super::describe();
         let process = metrics_process::Collector::default();
         process.describe();
-        gauge!(names::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        gauge!(
+            names::BUILD_INFO,
+            "version" => env!("CARGO_PKG_VERSION"),
+            "commit" => env!("RANDOM_REFRESHER_GIT_COMMIT"),
+            "target" => env!("RANDOM_REFRESHER_TARGET"),
+        )
+        .set(1.0);
         let exporter = Self {
             handle,
             process,
