@@ -425,7 +425,11 @@ fn check(args: &CheckArgs) -> u8 {
         return written;
     }
     let passed = |r: &crate::check::Report| match args.verdict {
-        true => r.verdict.passed && r.counts.blocks > 0 && (args.blocks == 0 || r.counts.blocks == args.blocks),
+        true => {
+            r.verdict.passed
+                && r.counts.blocks > 0
+                && (args.blocks == 0 || r.counts.blocks == args.blocks)
+        }
         false => r.passed(args.blocks),
     };
     if !reports.is_empty() && reports.iter().all(passed) {

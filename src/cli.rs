@@ -620,7 +620,9 @@ fn estimate_every(s: &str) -> Result<crate::health::estimate::Sampling, String> 
         "off" => Ok(Sampling::Off),
         _ => match s.parse::<u32>() {
             Ok(n @ 1..=1_000_000) => Ok(Sampling::Every(n)),
-            _ => Err(format!("`{s}` is not auto, off or a number from 1 to 1000000")),
+            _ => Err(format!(
+                "`{s}` is not auto, off or a number from 1 to 1000000"
+            )),
         },
     }
 }
@@ -680,8 +682,14 @@ mod tests {
             for kind in ["`rdseed`", "`rdrand`", "`rndrrs`", "`rndr`", "`-`"] {
                 assert!(help.contains(kind), "{name} --help lacks {kind}: {help}");
             }
-            assert!(help.contains("`check` tests each in turn"), "{name}: {help}");
-            assert!(!help.contains("repeatable, in failover order"), "{name}: {help}");
+            assert!(
+                help.contains("`check` tests each in turn"),
+                "{name}: {help}"
+            );
+            assert!(
+                !help.contains("repeatable, in failover order"),
+                "{name}: {help}"
+            );
         }
     }
 

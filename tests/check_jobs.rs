@@ -54,7 +54,16 @@ fn report(file: &std::path::Path, jobs: usize) -> serde_json::Value {
     let out = check_file(
         file,
         BLOCKS,
-        &["--format", "json", "--jobs", &jobs.to_string(), "--estimate-window", "64KiB", "--estimate-every", "16"],
+        &[
+            "--format",
+            "json",
+            "--jobs",
+            &jobs.to_string(),
+            "--estimate-window",
+            "64KiB",
+            "--estimate-every",
+            "16",
+        ],
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr(&out)));
@@ -81,8 +90,16 @@ fn every_job_count_gives_the_single_thread_report() {
     assert_eq!(one["blocks"], BLOCKS as u64);
     // 183 whole windows of 65,536 samples: windows 0, 16, ... 176.
     let assessed = one["min_entropy"]["assessed"].as_array().unwrap();
-    let windows: Vec<u64> = assessed.iter().map(|a| a["window"].as_u64().unwrap()).collect();
-    assert_eq!(windows, (0..12).map(|i| i * 16).collect::<Vec<u64>>(), "{}", one["min_entropy"]);
+    let windows: Vec<u64> = assessed
+        .iter()
+        .map(|a| a["window"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        windows,
+        (0..12).map(|i| i * 16).collect::<Vec<u64>>(),
+        "{}",
+        one["min_entropy"]
+    );
     for jobs in 2..=4 {
         assert_eq!(report(&file, jobs), one, "--jobs {jobs} vs --jobs 1");
     }

@@ -579,7 +579,9 @@ fn the_default_listen_address_answers_on_ipv4_and_on_ipv6() {
             .args(["--sink", &sink])
             .stdout(Stdio::null()),
     );
-    let addr = d.addr.unwrap_or_else(|| panic!("no address logged:\n{}", d.log()));
+    let addr = d
+        .addr
+        .unwrap_or_else(|| panic!("no address logged:\n{}", d.log()));
     assert!(addr.is_ipv6(), "{addr}");
     for ip in ["127.0.0.1", "::1"] {
         let at = std::net::SocketAddr::new(ip.parse().unwrap(), addr.port());
@@ -591,17 +593,35 @@ fn the_default_listen_address_answers_on_ipv4_and_on_ipv6() {
 /// `out`, one SIGHUP after the first deliveries.
 fn run_stdin_with_a_hangup(file: &std::path::Path, out: &std::path::Path) {
     let mut child = bin()
-        .args(["run", "--listen-address", "none", "--source", "-", "--sink", "stdout"])
+        .args([
+            "run",
+            "--listen-address",
+            "none",
+            "--source",
+            "-",
+            "--sink",
+            "stdout",
+        ])
         .args(["--interval", "100ms", "--batch-size", "25000"])
         .stdin(std::fs::File::open(file).unwrap())
         .stdout(std::fs::File::create(out).unwrap())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let delivered = |n: u64| eventually(Duration::from_secs(20), || (std::fs::metadata(out).ok()?.len() >= n).then_some(()));
-    assert!(delivered(50_000).is_some(), "no deliveries before the hangup");
+    let delivered = |n: u64| {
+        eventually(Duration::from_secs(20), || {
+            (std::fs::metadata(out).ok()?.len() >= n).then_some(())
+        })
+    };
+    assert!(
+        delivered(50_000).is_some(),
+        "no deliveries before the hangup"
+    );
     signal(&child, libc_sig::HUP);
-    assert!(delivered(150_000).is_some(), "no deliveries after the hangup");
+    assert!(
+        delivered(150_000).is_some(),
+        "no deliveries after the hangup"
+    );
     signal(&child, libc_sig::TERM);
     assert!(wait_bounded(&mut child, Duration::from_secs(20)).is_some());
 }
@@ -616,12 +636,27 @@ fn standard_input_is_reopened_where_it_stopped_not_from_its_start() {
     let got = std::fs::read(&out).unwrap();
     let mut seen = std::collections::HashSet::new();
     for b in got.chunks(BLOCK) {
-        assert!(seen.insert(b.to_vec()), "a block delivered twice, after {} blocks", seen.len());
-        assert!(blocks.iter().any(|x| x == b), "a block that is not in the file");
+        assert!(
+            seen.insert(b.to_vec()),
+            "a block delivered twice, after {} blocks",
+            seen.len()
+        );
+        assert!(
+            blocks.iter().any(|x| x == b),
+            "a block that is not in the file"
+        );
     }
     // Handed over part-read, standard input goes on from where it was.
     let once = bin()
-        .args(["once", "--source", "-", "--sink", "stdout", "--batch-size", "2500"])
+        .args([
+            "once",
+            "--source",
+            "-",
+            "--sink",
+            "stdout",
+            "--batch-size",
+            "2500",
+        ])
         .stdin(std::fs::File::open(&file).unwrap())
         .output();
     let shell = std::process::Command::new("sh")
@@ -633,7 +668,11 @@ fn standard_input_is_reopened_where_it_stopped_not_from_its_start() {
         .stdin(std::fs::File::open(&file).unwrap())
         .output()
         .unwrap();
-    assert!(shell.status.success(), "{}", String::from_utf8_lossy(&shell.stderr));
+    assert!(
+        shell.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shell.stderr)
+    );
     // Blocks 0..9 of the file went to dd; the start-up test takes the
     // 11th, so the first delivered is the file's 12th: blocks[10].
     assert_eq!(shell.stdout, blocks[10], "not read from where dd stopped");

@@ -320,15 +320,31 @@ fn a_seed_file_path_that_is_a_device_is_refused_and_left_as_it_is() {
 
 /// `once` from `source` to the kernel sink at 8 bits a byte, with `extra`
 /// options; what it credited.
-fn credited_from(source: &str, stdin: Stdio, feed: Option<(&std::path::Path, Vec<u8>)>, extra: &[&str]) -> (Option<i32>, String) {
+fn credited_from(
+    source: &str,
+    stdin: Stdio,
+    feed: Option<(&std::path::Path, Vec<u8>)>,
+    extra: &[&str],
+) -> (Option<i32>, String) {
     let writer = feed.map(|(fifo, bytes)| {
         let fifo = fifo.to_path_buf();
         std::thread::spawn(move || {
-            let _ = std::fs::OpenOptions::new().write(true).open(fifo).and_then(|mut w| std::io::Write::write_all(&mut w, &bytes));
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(fifo)
+                .and_then(|mut w| std::io::Write::write_all(&mut w, &bytes));
         })
     });
     let out = bin()
-        .args(["once", "--source", source, "--sink", "kernel", "--entropy-per-byte", "8"])
+        .args([
+            "once",
+            "--source",
+            source,
+            "--sink",
+            "kernel",
+            "--entropy-per-byte",
+            "8",
+        ])
         .args(["--log-level", "debug"])
         .args(extra)
         .stdin(stdin)
@@ -337,7 +353,10 @@ fn credited_from(source: &str, stdin: Stdio, feed: Option<(&std::path::Path, Vec
     if let Some(w) = writer {
         w.join().unwrap();
     }
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -354,11 +373,19 @@ fn a_fifo_or_a_pipe_is_credited_only_when_named_by_credit_stream() {
     let (code, log) = credited_from(f, Stdio::null(), Some((&fifo, bytes())), &[]);
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("credited_bits=0"), "{log}");
-    let (code, log) = credited_from(f, Stdio::null(), Some((&fifo, bytes())), &["--credit-stream", f]);
+    let (code, log) = credited_from(
+        f,
+        Stdio::null(),
+        Some((&fifo, bytes())),
+        &["--credit-stream", f],
+    );
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("credited_bits=20000"), "{log}");
     // Standard input from a pipe: the same rule, named as `-`.
-    for (extra, credited) in [(&[][..], "credited_bits=0"), (&["--credit-stream", "-"][..], "credited_bits=20000")] {
+    for (extra, credited) in [
+        (&[][..], "credited_bits=0"),
+        (&["--credit-stream", "-"][..], "credited_bits=20000"),
+    ] {
         let mut cat = std::process::Command::new("cat")
             .arg(write(dir.path(), "capture", &bytes()))
             .stdout(Stdio::piped())
@@ -373,5 +400,8 @@ fn a_fifo_or_a_pipe_is_credited_only_when_named_by_credit_stream() {
     // Naming a stream that is not a source is a configuration error.
     let (code, log) = credited_from(f, Stdio::null(), None, &["--credit-stream", "/run/other"]);
     assert_eq!(code, Some(2), "{log}");
-    assert!(log.contains("--credit-stream /run/other: not one of the --source options"), "{log}");
+    assert!(
+        log.contains("--credit-stream /run/other: not one of the --source options"),
+        "{log}"
+    );
 }

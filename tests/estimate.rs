@@ -14,12 +14,23 @@ fn ours(name: &str, data: &[u8]) -> serde_json::Value {
     let dir = temp_dir();
     let file = write(dir.path(), name, data);
     let window = WINDOW.to_string();
-    let extra = ["--estimate-window", &window, "--estimate-every", "1", "--format", "json"];
+    let extra = [
+        "--estimate-window",
+        &window,
+        "--estimate-every",
+        "1",
+        "--format",
+        "json",
+    ];
     let out = check_file(&file, 0, &extra);
     let v: serde_json::Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     let assessed = v["min_entropy"]["assessed"].as_array().unwrap();
-    assert_eq!(v["min_entropy"]["windows"], (data.len() / WINDOW) as u64, "{v}");
+    assert_eq!(
+        v["min_entropy"]["windows"],
+        (data.len() / WINDOW) as u64,
+        "{v}"
+    );
     assessed.last().unwrap().clone()
 }
 
@@ -78,7 +89,10 @@ fn a_counter_is_caught_by_the_predictors_though_its_counts_are_flat() {
             b
         }),
     );
-    assert!(num(&e["literal"]["mcv"]) > 7.4, "MCV alone sees nothing: {e}");
+    assert!(
+        num(&e["literal"]["mcv"]) > 7.4,
+        "MCV alone sees nothing: {e}"
+    );
     // Its true min-entropy is 0.5 bit per byte (8 bits every 16 bytes).
     assert!(num(&e["assessed"]) < 1.0, "{e}");
 }
@@ -90,14 +104,32 @@ fn four_bit_samples_are_assessed_per_sample() {
     assert!(num(&e["assessed"]) < 4.5, "{e}");
     let dir = temp_dir();
     let file = write(dir.path(), "nibbles", &stream(LEN, |_, r| (r & 0x0f) as u8));
-    let out = check_file(&file, 0, &["--bits-per-sample", "4", "--estimate-every", "1", "--format", "json"]);
+    let out = check_file(
+        &file,
+        0,
+        &[
+            "--bits-per-sample",
+            "4",
+            "--estimate-every",
+            "1",
+            "--format",
+            "json",
+        ],
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let a = &v["min_entropy"]["assessed"][0];
     assert_eq!(a["bits_per_sample"], 4, "{v}");
-    assert!(num(&a["assessed"]) > 3.0 && num(&a["assessed"]) <= 4.0, "{v}");
+    assert!(
+        num(&a["assessed"]) > 3.0 && num(&a["assessed"]) <= 4.0,
+        "{v}"
+    );
     let out = check_file(&file, 0, &["--bits-per-sample", "3"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--bits-per-sample 3: a sample holds 4 significant bits"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--bits-per-sample 3: a sample holds 4 significant bits"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 fn credited_bits(log: &str) -> Vec<u64> {

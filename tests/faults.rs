@@ -312,7 +312,14 @@ fn a_device_at_13_bytes_a_second_keeps_the_daemon_live_and_delivers_when_its_blo
     let sink = format!("file:{}", seed.display());
     // A read timeout of 5 s: each byte is progress, so it never expires.
     let d = Daemon::start(&[
-        "--source", fifo.to_str().unwrap(), "--sink", &sink, "--interval", "1s", "--read-timeout", "5s",
+        "--source",
+        fifo.to_str().unwrap(),
+        "--sink",
+        &sink,
+        "--interval",
+        "1s",
+        "--read-timeout",
+        "5s",
     ]);
     let mut probes = Vec::new();
     while !seed.exists() && probes.len() < 60 {
@@ -320,15 +327,32 @@ fn a_device_at_13_bytes_a_second_keeps_the_daemon_live_and_delivers_when_its_blo
         std::thread::sleep(Duration::from_millis(500));
     }
     assert!(seed.exists(), "nothing delivered:\n{}", d.log());
-    assert!(probes.len() >= 30, "the slow bytes came too fast: {} probes", probes.len());
-    assert!(probes.iter().all(|&(live, _)| live == 200), "not live while reading: {probes:?}\n{}", d.log());
-    assert!(probes.iter().all(|&(_, ready)| ready == 503), "ready before a delivery: {probes:?}");
+    assert!(
+        probes.len() >= 30,
+        "the slow bytes came too fast: {} probes",
+        probes.len()
+    );
+    assert!(
+        probes.iter().all(|&(live, _)| live == 200),
+        "not live while reading: {probes:?}\n{}",
+        d.log()
+    );
+    assert!(
+        probes.iter().all(|&(_, ready)| ready == 503),
+        "ready before a delivery: {probes:?}"
+    );
     assert_eq!(std::fs::read(&seed).unwrap(), good_block(4300));
-    assert!(eventually(Duration::from_secs(10), || (d.get("/readyz").0 == 200).then_some(())).is_some());
+    assert!(
+        eventually(Duration::from_secs(10), || (d.get("/readyz").0 == 200)
+            .then_some(()))
+        .is_some()
+    );
     // Every byte was read, and counted: the device's rate is what
     // `rate(random_refresher_source_bytes_read_total[10m])` shows.
     let src = format!("source=\"{}\"", fifo.display());
-    let read = d.metric(&format!("random_refresher_source_bytes_read_total{{{src}}}"));
+    let read = d.metric(&format!(
+        "random_refresher_source_bytes_read_total{{{src}}}"
+    ));
     assert_eq!(read, Some(stream.len() as f64), "{}", d.log());
     drop(d);
     done.send(()).unwrap();

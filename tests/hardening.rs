@@ -326,7 +326,10 @@ fn a_soak_of_short_cycles_keeps_memory_and_fds_flat_and_accounts_for_every_cycle
     let assessments = m(&format!(
         "random_refresher_min_entropy_assessment_duration_seconds_count{{{src}}}"
     ));
-    assert!(assessments >= 1.0, "no min-entropy assessment during the soak");
+    assert!(
+        assessments >= 1.0,
+        "no min-entropy assessment during the soak"
+    );
     // At its peak it holds one assessment's working set (about 60 MiB for
     // a window of full entropy). Settled, the allocator keeps part of that
     // working set for the next window, so the resident set rises once and

@@ -49,7 +49,10 @@ fn input(name: &str, bits: u64, generated: &[inputs::Input]) -> Vec<u8> {
 fn sha256(bytes: &[u8]) -> String {
     let dir = common::temp_dir();
     let file = common::write(dir.path(), "input", bytes);
-    let out = std::process::Command::new("sha256sum").arg(&file).output().unwrap();
+    let out = std::process::Command::new("sha256sum")
+        .arg(&file)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
         .next()
@@ -71,7 +74,10 @@ fn close(name: &str, what: &str, ours: Option<f64>, nist: &Value) {
 
 fn compare_track(name: &str, track: &str, ours: Option<&Estimates>, nist: &Value) {
     if nist.is_null() {
-        assert!(ours.is_none(), "{name}: NIST has no {track} track, we have one");
+        assert!(
+            ours.is_none(),
+            "{name}: NIST has no {track} track, we have one"
+        );
         return;
     }
     let ours = ours.unwrap_or_else(|| panic!("{name}: no {track} track"));
@@ -101,7 +107,11 @@ fn cases() -> Vec<(Value, Vec<u8>)> {
             let name = c["name"].as_str().unwrap();
             let bytes = input(name, c["bits_per_sample"].as_u64().unwrap(), &generated);
             assert_eq!(bytes.len() as u64, c["samples"].as_u64().unwrap(), "{name}");
-            assert_eq!(sha256(&bytes), c["sha256"].as_str().unwrap(), "{name}: not the input NIST saw");
+            assert_eq!(
+                sha256(&bytes),
+                c["sha256"].as_str().unwrap(),
+                "{name}: not the input NIST saw"
+            );
             (c.clone(), bytes)
         })
         .collect();
@@ -115,7 +125,11 @@ fn every_estimator_equals_nist_on_every_pinned_input() {
         let name = case["name"].as_str().unwrap();
         let bits = case["bits_per_sample"].as_u64().unwrap() as u8;
         let a = entropy::assess_with(&bytes, bits, 2).unwrap();
-        assert_eq!(a.alphabet as u64, case["alphabet"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            a.alphabet as u64,
+            case["alphabet"].as_u64().unwrap(),
+            "{name}"
+        );
         compare(name, &a, &case);
     }
 }
@@ -141,12 +155,29 @@ fn check_reports_the_assessed_value_nist_reports() {
         let report: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{name}: {e}: {}", common::stderr(&out)));
         let assessed = &report["min_entropy"]["assessed"];
-        assert_eq!(assessed.as_array().map(Vec::len), Some(1), "{name}: {report}");
+        assert_eq!(
+            assessed.as_array().map(Vec::len),
+            Some(1),
+            "{name}: {report}"
+        );
         let window = &assessed[0];
-        assert_eq!(window["samples"], case["samples"], "{name}: the whole file, one window");
-        close(name, "check's assessed", window["assessed"].as_f64(), &case["assessed"]);
+        assert_eq!(
+            window["samples"], case["samples"],
+            "{name}: the whole file, one window"
+        );
+        close(
+            name,
+            "check's assessed",
+            window["assessed"].as_f64(),
+            &case["assessed"],
+        );
         for &e in Estimator::ALL {
-            close(name, &format!("check's literal {e}"), window["literal"][e.name()].as_f64(), &case["literal"][e.name()]);
+            close(
+                name,
+                &format!("check's literal {e}"),
+                window["literal"][e.name()].as_f64(),
+                &case["literal"][e.name()],
+            );
         }
     }
 }

@@ -286,8 +286,14 @@ fn the_man_page_has_exit_status_and_signals_and_names_no_page_it_lacks() {
 /// `good` random blocks with `damaged` of them short of 1-bits (each fails
 /// monobit, and only FIPS 140-2): a file, after the 4 priming bytes.
 fn with_damaged_blocks(dir: &std::path::Path, good: usize, damaged: usize) -> std::path::PathBuf {
-    let mut blocks: Vec<Vec<u8>> = (0..good + damaged).map(|i| good_block(7000 + i as u64)).collect();
-    for b in blocks.iter_mut().step_by((good + damaged) / damaged.max(1)).take(damaged) {
+    let mut blocks: Vec<Vec<u8>> = (0..good + damaged)
+        .map(|i| good_block(7000 + i as u64))
+        .collect();
+    for b in blocks
+        .iter_mut()
+        .step_by((good + damaged) / damaged.max(1))
+        .take(damaged)
+    {
         // Clear the lowest set bit of 400 bytes spread over the block:
         // about 9600 ones, below monobit's 9725, and no long repeats.
         for byte in b.iter_mut().step_by(6).take(400) {
@@ -304,7 +310,11 @@ fn the_verdict_passes_a_good_run_with_chance_failures_and_fails_a_bad_one() {
     let dir = temp_dir();
     let good = with_damaged_blocks(dir.path(), 2000, 1);
     let check = |file: &std::path::Path, extra: &[&str]| {
-        let out = check_file(file, 0, &[&["--estimate-every", "off", "--format", "json"], extra].concat());
+        let out = check_file(
+            file,
+            0,
+            &[&["--estimate-every", "off", "--format", "json"], extra].concat(),
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         (out.status.code(), v)
     };
@@ -320,8 +330,15 @@ fn the_verdict_passes_a_good_run_with_chance_failures_and_fails_a_bad_one() {
     let (code, v) = check(&bad, &["--verdict"]);
     assert_eq!(code, Some(1), "{v}");
     assert_eq!(v["verdict"]["passed"], false, "{v}");
-    assert!(v["verdict"]["fips_140_2"]["p_value"].as_f64().unwrap() < 1e-10, "{v}");
+    assert!(
+        v["verdict"]["fips_140_2"]["p_value"].as_f64().unwrap() < 1e-10,
+        "{v}"
+    );
     let out = check_file(&bad, 0, &["--verdict", "--false-alarm-bound", "2"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("`2` is not a probability from 1e-12 to 0.5"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`2` is not a probability from 1e-12 to 0.5"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -9,7 +9,9 @@ use std::time::Instant;
 use crate::cli::{CheckArgs, ReportFormat};
 use crate::health::entropy::{self, AssessError, Assessment, Estimates};
 use crate::health::estimate::{Budget, CHECK_BUDGET, Sampling, Window, Windows};
-use crate::health::{BLOCK_BYTES, Block, BlockScan, ContinuousRun, Cutoffs, StreamTests, Test, TestCounts};
+use crate::health::{
+    BLOCK_BYTES, Block, BlockScan, ContinuousRun, Cutoffs, StreamTests, Test, TestCounts,
+};
 use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
 mod scan;
@@ -162,7 +164,10 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
                 drop(source);
                 let read = scan::run_file(&file, path, 4, (plan, limits), &mut stream);
                 if plan.blocks == 0 {
-                    stream.untested(&file_tail(&file, 4 + stream.counts.blocks * BLOCK_BYTES as u64));
+                    stream.untested(&file_tail(
+                        &file,
+                        4 + stream.counts.blocks * BLOCK_BYTES as u64,
+                    ));
                 }
                 read
             }
@@ -370,7 +375,10 @@ fn print_assessment(m: &AssessmentReport, out: &mut impl Write) -> std::io::Resu
     let Some(low) = m.lowest_window() else {
         let why = match m.sampling.as_str() {
             "off" => "off (--estimate-every off)".to_string(),
-            _ => format!("none (fewer than {} samples read)", crate::health::estimate::MIN_WINDOW),
+            _ => format!(
+                "none (fewer than {} samples read)",
+                crate::health::estimate::MIN_WINDOW
+            ),
         };
         return writeln!(out, "min-entropy assessment: {why}");
     };

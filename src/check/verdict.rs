@@ -114,8 +114,14 @@ mod tests {
     fn the_poisson_tail_matches_its_closed_forms() {
         // P(X >= 1) = 1 - e^-l; P(X >= 2) = 1 - e^-l (1 + l).
         for l in [0.01, 0.5, 3.0, 40.0] {
-            assert!((poisson_tail(l, 1) - (1.0 - (-l).exp())).abs() < 1e-12, "{l}");
-            assert!((poisson_tail(l, 2) - (1.0 - (-l).exp() * (1.0 + l))).abs() < 1e-12, "{l}");
+            assert!(
+                (poisson_tail(l, 1) - (1.0 - (-l).exp())).abs() < 1e-12,
+                "{l}"
+            );
+            assert!(
+                (poisson_tail(l, 2) - (1.0 - (-l).exp() * (1.0 + l))).abs() < 1e-12,
+                "{l}"
+            );
         }
         assert_eq!(poisson_tail(5.0, 0), 1.0);
         // Far in the tail: P(X >= 10 | 1) = 1.114e-7 (a table value).
@@ -142,11 +148,17 @@ mod tests {
         // Ten failures in a thousand blocks (expected 1): p = 1.1e-7.
         let v = verdict(1000, 10, 0, alpha, DEFAULT_BOUND);
         assert!(!v.passed, "{v:?}");
-        assert!(verdict(1000, 10, 0, alpha, 1e-7).passed, "a smaller false-alarm bound passes it");
+        assert!(
+            verdict(1000, 10, 0, alpha, 1e-7).passed,
+            "a smaller false-alarm bound passes it"
+        );
         // The RCT and APT are designed to fail good data at 2^-40 a sample:
         // in 1000 blocks one failure has p = 4.5e-6, two p = 1e-11.
         let one = verdict(1000, 0, 1, alpha, DEFAULT_BOUND);
-        assert!(one.passed && (one.others.p_value / 4.547e-6 - 1.0).abs() < 1e-3, "{one:?}");
+        assert!(
+            one.passed && (one.others.p_value / 4.547e-6 - 1.0).abs() < 1e-3,
+            "{one:?}"
+        );
         assert!(!verdict(1000, 0, 2, alpha, DEFAULT_BOUND).passed);
         assert!(!verdict(1000, 0, 1, alpha, 1e-4).passed);
     }

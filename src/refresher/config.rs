@@ -99,7 +99,11 @@ impl Config {
         if self.sources.is_empty() || self.sinks.is_empty() {
             return Err(StartError::Empty);
         }
-        if let Some(s) = self.credit_streams.iter().find(|s| !self.sources.contains(s)) {
+        if let Some(s) = self
+            .credit_streams
+            .iter()
+            .find(|s| !self.sources.contains(s))
+        {
             return Err(StartError::CreditStream(s.clone()));
         }
         Ok(())

@@ -14,12 +14,11 @@ use std::time::Instant;
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tracing::{debug, error, info, warn};
 
+use super::assess::{Assessed, Assessor, OnlineAssessment};
 use super::{
     CpuInstruction, Credit, ErrorKind, FileId, FilePosition, Provenance, ReadLimits, Source,
-    SourceError,
-    SourceSpec,
+    SourceError, SourceSpec,
 };
-use super::assess::{Assessed, Assessor, OnlineAssessment};
 use crate::health::entropy::{Assessment, TrackKind};
 use crate::health::estimate::Sampling;
 use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Gate, SourceHealth, TESTS, Test};
@@ -132,7 +131,10 @@ impl SlotMetrics {
     fn show_assessment(&self, a: &Assessment, took: std::time::Duration) {
         self.min_entropy_estimate.set(a.assessed);
         self.assessment_duration.record(took.as_secs_f64());
-        let tracks = [(TrackKind::Literal, Some(&a.literal)), (TrackKind::Bitstring, a.bitstring.as_ref())];
+        let tracks = [
+            (TrackKind::Literal, Some(&a.literal)),
+            (TrackKind::Bitstring, a.bitstring.as_ref()),
+        ];
         for (track, estimates) in tracks {
             for (e, v) in estimates.into_iter().flat_map(|x| x.iter()) {
                 gauge!(names::MIN_ENTROPY_ESTIMATOR, "source" => self.source.clone(),
@@ -492,7 +494,11 @@ impl SourcePool {
                 },
                 credit_auto: entropy_per_byte == Some(Credit::Auto),
                 credit_stream: credit_streams.contains(spec),
-                assessment: OnlineAssessment::new(estimate_window, estimate_every, Arc::clone(&assessor)),
+                assessment: OnlineAssessment::new(
+                    estimate_window,
+                    estimate_every,
+                    Arc::clone(&assessor),
+                ),
                 assessed_once: false,
                 last_error: None,
                 failed_by_tests: false,
@@ -804,7 +810,10 @@ mod tests {
         // released: the one above, or a newer one of the following window.
         let newest = p.slots[0].assessment.last().unwrap().assessed;
         let per_byte = next.credit_bits / next.bytes as f64;
-        assert!(per_byte > 0.0 && per_byte <= assessed.max(newest) + 1e-12, "{per_byte} {assessed} {newest}");
+        assert!(
+            per_byte > 0.0 && per_byte <= assessed.max(newest) + 1e-12,
+            "{per_byte} {assessed} {newest}"
+        );
     }
 
     #[test]
@@ -828,12 +837,27 @@ mod credit_tests {
 
     #[test]
     fn auto_credit_is_the_claim_capped_by_the_assessment_and_nothing_before_one() {
-        assert_eq!(credit_per_byte(8.0, Cap::None, true), 8.0, "not auto: the claim");
-        assert_eq!(credit_per_byte(8.0, Cap::Assessed(None), true), 0.0, "auto, no assessment yet");
+        assert_eq!(
+            credit_per_byte(8.0, Cap::None, true),
+            8.0,
+            "not auto: the claim"
+        );
+        assert_eq!(
+            credit_per_byte(8.0, Cap::Assessed(None), true),
+            0.0,
+            "auto, no assessment yet"
+        );
         assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), true), 7.5);
-        assert_eq!(credit_per_byte(1.0 / 32.0, Cap::Assessed(Some(7.5)), true), 1.0 / 32.0);
+        assert_eq!(
+            credit_per_byte(1.0 / 32.0, Cap::Assessed(Some(7.5)), true),
+            1.0 / 32.0
+        );
         assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(-0.1)), true), 0.0);
-        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), false), 0.0, "not creditable");
+        assert_eq!(
+            credit_per_byte(8.0, Cap::Assessed(Some(7.5)), false),
+            0.0,
+            "not creditable"
+        );
         assert_eq!(credit_per_byte(8.0, Cap::None, false), 0.0);
     }
 }

@@ -3,7 +3,7 @@
 //! RDSEED returns conditioned output of the CPU's entropy source and may run
 //! dry under load, so it is retried with a pause. RDRAND returns the output of
 //! a DRBG reseeded from that source: plenty of it, but a DRBG's output, which
-//! is why its default entropy credit is low (see the README).
+//! is why its default entropy credit is low (see docs/sinks.md, "Entropy credit").
 
 use std::arch::x86_64::{_rdrand64_step, _rdseed64_step};
 

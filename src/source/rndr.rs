@@ -3,7 +3,7 @@
 //! Both read a DRBG: RNDRRS reseeds it from the true random source before
 //! the read (the analogue of RDSEED), RNDR reseeds at an implementation-
 //! defined rate (the analogue of RDRAND, with no architectural bound on the
-//! rate, hence no default credit; see the README). A read that has no
+//! rate, hence no default credit; see docs/sinks.md). A read that has no
 //! entropy to give returns 0 and sets the Z flag; it is retried a bounded
 //! number of times, then reported as a source fault.
 

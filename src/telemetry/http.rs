@@ -20,7 +20,7 @@
 //!
 //! A small crate (`tiny_http`) was weighed against this: it adds a thread
 //! pool and its own buffering but no request deadline, no connection
-//! ceiling and no eviction, which are the point here (see the README).
+//! ceiling and no eviction, which are the point here (see docs/metrics.md).
 
 use std::collections::VecDeque;
 use std::io::{Read, Write};
@@ -146,7 +146,12 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<Bound> {
 fn bind_dual_stack(addr: std::net::SocketAddrV6) -> std::io::Result<TcpListener> {
     use nix::sys::socket::{self as sock, AddressFamily, SockFlag, SockType, SockaddrIn6, sockopt};
     use std::os::fd::AsRawFd;
-    let fd = sock::socket(AddressFamily::Inet6, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
+    let fd = sock::socket(
+        AddressFamily::Inet6,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     sock::setsockopt(&fd, sockopt::ReuseAddr, &true)?;
     sock::setsockopt(&fd, sockopt::Ipv6V6Only, &false)?;
     sock::bind(fd.as_raw_fd(), &SockaddrIn6::from(addr))?;
@@ -197,7 +202,10 @@ fn accept_loop(listener: &TcpListener, state: &Arc<HttpState>, ceiling: usize) {
                     continue;
                 }
                 Some(Evicted::Slow) if last_eviction.is_none_or(|t| t.elapsed() >= FLOOD_QUIET) => {
-                    warn!(ceiling, "HTTP connections at their ceiling: closing the slowest clients to keep the probes answered");
+                    warn!(
+                        ceiling,
+                        "HTTP connections at their ceiling: closing the slowest clients to keep the probes answered"
+                    );
                     last_eviction = Some(Instant::now());
                 }
                 Some(_) => last_eviction = Some(Instant::now()),
@@ -287,7 +295,11 @@ impl Waiting {
         let idle = w
             .iter()
             .position(|r| !r.sent.load(Ordering::Acquire) && pending_bytes(&r.stream) == 0);
-        let evicted = if idle.is_some() { Evicted::Idle } else { Evicted::Slow };
+        let evicted = if idle.is_some() {
+            Evicted::Idle
+        } else {
+            Evicted::Slow
+        };
         let r = w.remove(idle.unwrap_or(0))?;
         let _ = r.stream.shutdown(std::net::Shutdown::Both);
         Some(evicted)

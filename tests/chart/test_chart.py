@@ -7,6 +7,7 @@ operator models (npm) and builds the image; RR_HELM, RR_NPM_TOOLS, RR_IMAGE
 and RR_BINARY tell these tests where they are.
 """
 import contextlib
+import glob
 import json
 import os
 import re
@@ -719,9 +720,10 @@ def test_sources_without_the_device_mount_no_device_and_need_no_privilege():
     assert p.returncode != 0 and "must list /host/dev/hwrng" in p.stderr
 
 
-# --- the helm commands of the READMEs, as written ------------------------------
+# --- the helm commands of the READMEs and docs/, as written --------------------
 
-DOCS = ["README.md", "chart/README.md"]
+DOCS = ["README.md", "chart/README.md"] + sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "*.md")))
 
 
 def documented_helm_commands():

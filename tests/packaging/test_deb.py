@@ -45,6 +45,15 @@ def test_the_package_holds_the_binary_the_unit_and_the_default_config(deb):
     assert b"conffiles" in conffiles
 
 
+def test_the_package_holds_the_readme_and_every_document_it_links_to(deb):
+    listing = subprocess.run(["dpkg-deb", "-c", deb], capture_output=True, text=True, check=True).stdout
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    linked = sorted(set(re.findall(r"\]\((docs/[\w.-]+\.md)", readme)))
+    assert len(linked) >= 10, linked
+    for doc in ["README.md"] + linked:
+        assert f"./usr/share/doc/random-refresher/{doc}" in listing, f"{doc} missing:\n{listing}"
+
+
 def control_fields(deb):
     text = subprocess.run(["dpkg-deb", "-f", deb], capture_output=True, text=True, check=True).stdout
     return dict(re.findall(r"^(\S+): (.*)$", text, re.M))

@@ -220,6 +220,5 @@ mod tests {
         assert!((h - PINNED).abs() < 1e-12, "{h:.17}");
     }
 
-
     const PINNED: f64 = 0.41085455026229256;
 }

@@ -594,6 +594,5 @@ mod tests {
         assert!((h - PINNED).abs() < 1e-12, "{h:.17}");
     }
 
-
     const PINNED: f64 = 0.47256496067377657;
 }

@@ -488,7 +488,6 @@ mod tests {
     use super::super::test_inputs::lcg;
     use super::*;
 
-
     /// §6.3.8 as NIST runs it, one prediction and one lag at a time.
     fn reference(s: &[u8]) -> (u64, u64) {
         let mut scores = [0u64; LAGS];

@@ -48,7 +48,12 @@ const MAX_DICTIONARY_SIZE: u32 = 65_536;
 /// where NIST's tool gives none (see the module notes).
 pub fn lz78y(track: Track) -> Option<f64> {
     let t = lz78y_tally(track)?;
-    Some(prediction_estimate(t.correct, t.predictions, t.longest_run, track.alphabet))
+    Some(prediction_estimate(
+        t.correct,
+        t.predictions,
+        t.longest_run,
+        track.alphabet,
+    ))
 }
 
 /// The LZ78Y score of `track`: `C`, `N` and the longest run, the integers
@@ -126,8 +131,10 @@ fn binary_tally(bits: &[u8]) -> Option<Tally> {
         return None;
     }
     let bit = |i: usize| usize::from(bits[i] & 1);
-    let mut table: Box<[u64; BIN_LEN]> =
-        vec![0; BIN_LEN].into_boxed_slice().try_into().unwrap_or_else(|_| Box::new([0; BIN_LEN]));
+    let mut table: Box<[u64; BIN_LEN]> = vec![0; BIN_LEN]
+        .into_boxed_slice()
+        .try_into()
+        .unwrap_or_else(|_| Box::new([0; BIN_LEN]));
     let ctx = (0..B).fold(0usize, |c, i| (c << 1) | bit(i));
     for j in 1..=B {
         table[bin_index(j, ctx)] = bin_inc(bit(B));
@@ -150,7 +157,12 @@ const BIN_LEN: usize = bin_offset(B + 1);
 
 /// Steps while the dictionary has room, every count kept in `table`.
 /// Returns the first step after it filled and the context before it.
-fn bin_filling(bits: &[u8], table: &mut [u64; BIN_LEN], mut ctx: usize, runs: &mut Runs) -> (usize, usize) {
+fn bin_filling(
+    bits: &[u8],
+    table: &mut [u64; BIN_LEN],
+    mut ctx: usize,
+    runs: &mut Runs,
+) -> (usize, usize) {
     let mut size = B as u32;
     let mut e = [0u64; B + 1];
     for i in B + 1..bits.len() {
@@ -244,7 +256,9 @@ fn bin_scan(table: &[u64], since: &[u64], ctx: usize) -> (Option<()>, u64) {
 fn occurrences(since: &[u64], j: usize, ctx: usize) -> u64 {
     let e = EAGER.iter().copied().find(|&e| e >= j).unwrap_or(B);
     let base = ctx & ((1 << j) - 1);
-    (0..1usize << (e - j)).map(|b| since[bin_index(e, base | (b << j))]).sum()
+    (0..1usize << (e - j))
+        .map(|b| since[bin_index(e, base | (b << j))])
+        .sum()
 }
 
 /// Present contexts of one step, shortest first: (length, node).
@@ -284,7 +298,10 @@ fn general_tally(s: &[u8]) -> Option<Tally> {
     }
     let mut size = B as u32;
     let mut runs = Runs::default();
-    let mut found = Found { list: [(0, 0); B], len: 0 };
+    let mut found = Found {
+        list: [(0, 0); B],
+        len: 0,
+    };
     let mut prev = [NIL; B + 1];
     let mut cur = [NIL; B + 1];
     for i in B + 1..n {
@@ -295,7 +312,11 @@ fn general_tally(s: &[u8]) -> Option<Tally> {
         cur.fill(NIL);
         let mut depth = 0;
         for j in 1..=B {
-            let mut node = if j > 1 { trie.linked(prev[j - 1], x) } else { NIL };
+            let mut node = if j > 1 {
+                trie.linked(prev[j - 1], x)
+            } else {
+                NIL
+            };
             if node == NIL {
                 node = trie.find(s, i, j, cur[j - 1]);
             }
@@ -317,7 +338,9 @@ fn general_tally(s: &[u8]) -> Option<Tally> {
                 cur[j] = trie.make(s, i, j, cur[j - 1]);
             }
             for j in (1..=B).rev() {
-                if size < MAX_DICTIONARY_SIZE && trie.nodes.get(cur[j] as usize).is_some_and(|n| n.best == 0) {
+                if size < MAX_DICTIONARY_SIZE
+                    && trie.nodes.get(cur[j] as usize).is_some_and(|n| n.best == 0)
+                {
                     trie.enter(cur[j], j, x, y);
                     size += 1;
                 }
@@ -347,14 +370,26 @@ mod tests {
     /// ea_non_iid's (C, N, r - 1, min-entropy) for PINNED (see
     /// `multi_mmc::tests`): literal, bitstring.
     const NIST: [[(u64, u64, u64, f64); 2]; 3] = [
-        [(563, 3983, 3, 2.6843501208185079), (20500, 31983, 6, 0.62621246894263249)],
-        [(192, 2983, 5, 2.9973017545599987), (5976, 11983, 22, 0.82539859078021816)],
-        [(69, 7983, 3, 4.8873025468331504), (31854, 63983, 13, 0.99153436546947504)],
+        [
+            (563, 3983, 3, 2.6843501208185079),
+            (20500, 31983, 6, 0.62621246894263249),
+        ],
+        [
+            (192, 2983, 5, 2.9973017545599987),
+            (5976, 11983, 22, 0.82539859078021816),
+        ],
+        [
+            (69, 7983, 3, 4.8873025468331504),
+            (31854, 63983, 13, 0.99153436546947504),
+        ],
     ];
 
     fn check(track: Track, want: (u64, u64, u64, f64)) {
         let t = lz78y_tally(track).unwrap();
-        assert_eq!((t.correct, t.predictions, t.longest_run), (want.0, want.1, want.2));
+        assert_eq!(
+            (t.correct, t.predictions, t.longest_run),
+            (want.0, want.1, want.2)
+        );
         let h = lz78y(track).unwrap();
         assert!((h - want.3).abs() < 1e-12, "{h} vs {}", want.3);
     }
@@ -365,21 +400,61 @@ mod tests {
         for (&(seed, n, k, base, w), want) in PINNED.iter().zip(NIST) {
             let raw = markov(seed, n, k, base);
             let (lit, alphabet) = literal(&raw, w);
-            check(Track { symbols: &lit, alphabet }, want[0]);
-            check(Track { symbols: &bitstring(&raw, w), alphabet: 2 }, want[1]);
+            check(
+                Track {
+                    symbols: &lit,
+                    alphabet,
+                },
+                want[0],
+            );
+            check(
+                Track {
+                    symbols: &bitstring(&raw, w),
+                    alphabet: 2,
+                },
+                want[1],
+            );
         }
     }
 
     #[test]
     fn too_short() {
         let s: Vec<u8> = (0..20).map(|i| i % 3).collect();
-        assert_eq!(lz78y(Track { symbols: &s[..17], alphabet: 3 }), None);
-        let t = lz78y_tally(Track { symbols: &s[..18], alphabet: 3 }).unwrap();
+        assert_eq!(
+            lz78y(Track {
+                symbols: &s[..17],
+                alphabet: 3
+            }),
+            None
+        );
+        let t = lz78y_tally(Track {
+            symbols: &s[..18],
+            alphabet: 3,
+        })
+        .unwrap();
         assert_eq!(t.predictions, 1);
         let b: Vec<u8> = (0..20).map(|i| i % 2).collect();
-        assert_eq!(lz78y(Track { symbols: &b[..18], alphabet: 2 }), None);
-        assert!(lz78y(Track { symbols: &b[..19], alphabet: 2 }).is_some());
-        assert_eq!(lz78y(Track { symbols: &[], alphabet: 2 }), None);
+        assert_eq!(
+            lz78y(Track {
+                symbols: &b[..18],
+                alphabet: 2
+            }),
+            None
+        );
+        assert!(
+            lz78y(Track {
+                symbols: &b[..19],
+                alphabet: 2
+            })
+            .is_some()
+        );
+        assert_eq!(
+            lz78y(Track {
+                symbols: &[],
+                alphabet: 2
+            }),
+            None
+        );
     }
 
     #[test]
@@ -390,11 +465,28 @@ mod tests {
         // only ever been followed by one symbol and every prediction hits
         // (ea_non_iid agrees: C = 41, r = 42, N = 43).
         let s: Vec<u8> = (0..60).map(|i| i % 3).collect();
-        let t = lz78y_tally(Track { symbols: &s, alphabet: 3 }).unwrap();
-        assert_eq!(t, Tally { correct: 41, predictions: 43, longest_run: 41 });
+        let t = lz78y_tally(Track {
+            symbols: &s,
+            alphabet: 3,
+        })
+        .unwrap();
+        assert_eq!(
+            t,
+            Tally {
+                correct: 41,
+                predictions: 43,
+                longest_run: 41
+            }
+        );
         // A constant track, which NIST refuses (one symbol), likewise.
         let c = [9u8; 40];
-        assert_eq!(lz78y(Track { symbols: &c, alphabet: 1 }), Some(0.0));
+        assert_eq!(
+            lz78y(Track {
+                symbols: &c,
+                alphabet: 1
+            }),
+            Some(0.0)
+        );
     }
 
     #[test]
@@ -404,8 +496,14 @@ mod tests {
         // dictionary, so the binary routine's frozen phase is compared too.
         for (seed, n) in [(1, 3000), (2, 30000)] {
             let raw = markov(seed, n, 2, 0);
-            let a = lz78y_tally(Track { symbols: &raw, alphabet: 2 });
-            let b = lz78y_tally(Track { symbols: &raw, alphabet: 3 });
+            let a = lz78y_tally(Track {
+                symbols: &raw,
+                alphabet: 2,
+            });
+            let b = lz78y_tally(Track {
+                symbols: &raw,
+                alphabet: 3,
+            });
             assert_eq!(a, b);
         }
     }

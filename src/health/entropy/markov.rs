@@ -148,9 +148,7 @@ mod tests {
 
     fn xorshift_bytes(seed: u32, len: usize) -> Vec<u8> {
         let mut next = xorshift32(seed);
-        (0..len)
-            .map(|_| (next() >> 24) as u8)
-            .collect()
+        (0..len).map(|_| (next() >> 24) as u8).collect()
     }
 
     #[test]
@@ -223,7 +221,6 @@ mod tests {
         let h = markov(&sticky_bits()).unwrap();
         assert!((h - PINNED).abs() < 1e-12, "{h:.17}");
     }
-
 
     const PINNED: f64 = 0.6948326149472839;
 }

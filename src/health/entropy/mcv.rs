@@ -140,8 +140,6 @@ mod tests {
     /// to its low 2 bits.
     fn two_bit_input() -> Vec<u8> {
         let mut next = xorshift32(1);
-        (0..20_000)
-            .map(|_| ((next() >> 24) & 3) as u8)
-            .collect()
+        (0..20_000).map(|_| ((next() >> 24) & 3) as u8).collect()
     }
 }

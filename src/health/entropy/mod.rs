@@ -38,8 +38,8 @@ mod tuple;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub use support::Z_ALPHA;
 use support::Track;
+pub use support::Z_ALPHA;
 
 named_enum! {
     /// The ten estimators of SP 800-90B §6.3, in the standard's order.

@@ -325,7 +325,6 @@ mod tests {
     use super::super::test_inputs::lcg;
     use super::*;
 
-
     /// NIST's procedure, step by step: per-window counts, mode updated as
     /// NIST does it (rescanning the alphabet when the mode leaves).
     fn reference(data: &[u8], k: usize) -> (u64, u64) {

@@ -65,7 +65,12 @@ pub struct Tally {
 /// `None` where NIST's tool gives none (see the module notes).
 pub fn multi_mmc(track: Track) -> Option<f64> {
     let t = multi_mmc_tally(track)?;
-    Some(prediction_estimate(t.correct, t.predictions, t.longest_run, track.alphabet))
+    Some(prediction_estimate(
+        t.correct,
+        t.predictions,
+        t.longest_run,
+        track.alphabet,
+    ))
 }
 
 /// The MultiMMC score of `track`: `C`, `N` and the longest run, the integers
@@ -166,8 +171,17 @@ pub(super) struct TNode {
 }
 
 impl TNode {
-    const EMPTY: TNode =
-        TNode { best: 0, first: 0, child: NIL, link: NIL, kids: 0, best_sym: 0, first_sym: 0, child_sym: 0, link_sym: 0 };
+    const EMPTY: TNode = TNode {
+        best: 0,
+        first: 0,
+        child: NIL,
+        link: NIL,
+        kids: 0,
+        best_sym: 0,
+        first_sym: 0,
+        child_sym: 0,
+        link_sym: 0,
+    };
 
     /// NIST's prediction update: a larger count, or an equal count of a
     /// larger symbol, takes over.
@@ -198,7 +212,12 @@ pub(super) struct Trie {
 
 impl Trie {
     pub(super) fn new() -> Self {
-        Trie { nodes: vec![TNode::EMPTY; DENSE], one_counts: vec![0; 256 * 256], kids: U32Map::default(), more: U32Map::default() }
+        Trie {
+            nodes: vec![TNode::EMPTY; DENSE],
+            one_counts: vec![0; 256 * 256],
+            kids: U32Map::default(),
+            more: U32Map::default(),
+        }
     }
 
     /// The node of the length-`len` context ending before `i` in `s`,
@@ -210,7 +229,9 @@ impl Trie {
             2 => 256 + (u32::from(s[i - 2]) << 8 | u32::from(s[i - 1])),
             _ => {
                 let sym = s[i - len];
-                let Some(p) = self.nodes.get(up as usize) else { return NIL };
+                let Some(p) = self.nodes.get(up as usize) else {
+                    return NIL;
+                };
                 if p.child_sym == sym && p.child != NIL {
                     p.child
                 } else if p.kids & (1 << (sym & 31)) == 0 {
@@ -267,11 +288,19 @@ impl Trie {
     /// are dense). Returns whether a pair was made.
     #[inline(always)]
     pub(super) fn enter(&mut self, id: u32, len: usize, x: u8, y: u8) -> bool {
-        let Some(n) = self.nodes.get_mut(id as usize) else { return false };
+        let Some(n) = self.nodes.get_mut(id as usize) else {
+            return false;
+        };
         if n.best != 0 {
             return self.count(id, len, x, y, true);
         }
-        *n = TNode { best: 1, first: 1, best_sym: y, first_sym: y, ..*n };
+        *n = TNode {
+            best: 1,
+            first: 1,
+            best_sym: y,
+            first_sym: y,
+            ..*n
+        };
         if len == 1 {
             self.one_counts[usize::from(x) << 8 | usize::from(y)] = 1;
         }
@@ -283,7 +312,9 @@ impl Trie {
     /// made only if `make_new`. Returns whether a pair was made.
     #[inline(always)]
     pub(super) fn count(&mut self, id: u32, len: usize, x: u8, y: u8, make_new: bool) -> bool {
-        let Some(n) = self.nodes.get_mut(id as usize) else { return false };
+        let Some(n) = self.nodes.get_mut(id as usize) else {
+            return false;
+        };
         let (c, new) = if len == 1 {
             let cell = &mut self.one_counts[usize::from(x) << 8 | usize::from(y)];
             if *cell == 0 && !make_new {
@@ -346,7 +377,11 @@ impl Scoreboard {
     fn follow(&mut self, out: u8) {
         let hit = u64::from(out == HIT);
         self.tally.correct += hit;
-        self.run = if out == NONE { self.run } else { (self.run + 1) * hit };
+        self.run = if out == NONE {
+            self.run
+        } else {
+            (self.run + 1) * hit
+        };
         self.tally.longest_run = self.tally.longest_run.max(self.run);
     }
 
@@ -425,8 +460,15 @@ impl BinaryOrders {
     fn new() -> Self {
         // Built on the heap (a 256 KiB array literal may land on the stack
         // first); the conversion cannot fail.
-        let low = vec![0; LOW_LEN].into_boxed_slice().try_into().unwrap_or_else(|_| Box::new([0; LOW_LEN]));
-        BinaryOrders { low, top: vec![[0; 2]; 1 << D], top_pairs: 0 }
+        let low = vec![0; LOW_LEN]
+            .into_boxed_slice()
+            .try_into()
+            .unwrap_or_else(|_| Box::new([0; LOW_LEN]));
+        BinaryOrders {
+            low,
+            top: vec![[0; 2]; 1 << D],
+            top_pairs: 0,
+        }
     }
 
     /// The outcome of order `d` predicting `y` after context `ctx` (its
@@ -460,7 +502,11 @@ fn low_next(v: i32, y: usize) -> i32 {
 /// `MAX_ENTRIES` pairs exist (an existing one always counts).
 #[inline(always)]
 fn top_step(e: &mut [u32; 2], pairs: &mut u32, y: usize) -> u8 {
-    let phase = if *pairs < MAX_ENTRIES { Cap::Open } else { Cap::Full };
+    let phase = if *pairs < MAX_ENTRIES {
+        Cap::Open
+    } else {
+        Cap::Full
+    };
     top_step_in(e, pairs, y, phase)
 }
 
@@ -543,7 +589,10 @@ const CHUNK: usize = 64;
 
 impl BinaryBlock {
     fn new() -> Self {
-        BinaryBlock { win: vec![0; BLOCK], out: vec![[0; D]; BLOCK] }
+        BinaryBlock {
+            win: vec![0; BLOCK],
+            out: vec![[0; D]; BLOCK],
+        }
     }
 
     /// Runs every order over the block. Within the block the orders do not
@@ -677,7 +726,10 @@ fn general_tally(s: &[u8]) -> Option<Tally> {
         return None;
     }
     let mut trie = Trie::new();
-    let mut entries = Entries { count: [0; D], open: (1 << D) - 1 };
+    let mut entries = Entries {
+        count: [0; D],
+        open: (1 << D) - 1,
+    };
     // NIST's initialisation: order d starts with (s[0..=d], s[d + 1]); the
     // shorter contexts on the way are not in the dictionary.
     for d in 0..D.min(n - 2) {
@@ -692,7 +744,13 @@ fn general_tally(s: &[u8]) -> Option<Tally> {
     let mut prev = [NIL; D];
     let mut cur = [NIL; D];
     for i in 2..n {
-        lit_step(&mut trie, &mut entries, &mut board, (s, i), (&prev, &mut cur));
+        lit_step(
+            &mut trie,
+            &mut entries,
+            &mut board,
+            (s, i),
+            (&prev, &mut cur),
+        );
         std::mem::swap(&mut prev, &mut cur);
     }
     board.tally.predictions = (n - 2) as u64;
@@ -720,7 +778,11 @@ fn lit_step(
     let mut up = NIL;
     for d in 0..top {
         let len = d + 1;
-        let mut node = if d > 0 { trie.linked(prev[d - 1], x) } else { NIL };
+        let mut node = if d > 0 {
+            trie.linked(prev[d - 1], x)
+        } else {
+            NIL
+        };
         if node == NIL {
             node = trie.find(s, i, len, up);
         }
@@ -784,7 +846,11 @@ pub(super) mod tests {
         (0..n)
             .map(|_| {
                 let r = next(&mut st);
-                let s = if r % 4 < 2 { (3 * a + b + 1) % k } else { (r >> 8) % k };
+                let s = if r % 4 < 2 {
+                    (3 * a + b + 1) % k
+                } else {
+                    (r >> 8) % k
+                };
                 (a, b) = (b, s);
                 base + s as u8
             })
@@ -804,29 +870,49 @@ pub(super) mod tests {
                 k += 1;
             }
         }
-        (raw.iter().map(|&b| rank[usize::from(b & mask)]).collect(), k)
+        (
+            raw.iter().map(|&b| rank[usize::from(b & mask)]).collect(),
+            k,
+        )
     }
 
     /// The bitstring of `w`-bit samples, most significant bit first.
     pub(in super::super) fn bitstring(raw: &[u8], w: u32) -> Vec<u8> {
-        raw.iter().flat_map(|&b| (0..w).rev().map(move |j| (b >> j) & 1)).collect()
+        raw.iter()
+            .flat_map(|&b| (0..w).rev().map(move |j| (b >> j) & 1))
+            .collect()
     }
 
     /// Inputs pinned against ea_non_iid (commit 68ed165, `-vvv`), made by
     /// `markov(seed, n, k, base)` and read as `w`-bit samples.
-    pub(in super::super) const PINNED: [(u64, usize, u64, u8, u32); 3] =
-        [(7, 4000, 7, 40, 8), (11, 3000, 16, 0, 4), (17, 8000, 256, 0, 8)];
+    pub(in super::super) const PINNED: [(u64, usize, u64, u8, u32); 3] = [
+        (7, 4000, 7, 40, 8),
+        (11, 3000, 16, 0, 4),
+        (17, 8000, 256, 0, 8),
+    ];
 
     /// NIST's (C, N, r - 1, min-entropy) for PINNED: literal, bitstring.
     const NIST: [[(u64, u64, u64, f64); 2]; 3] = [
-        [(2256, 3998, 14, 0.77476347144554591), (27939, 31998, 94, 0.18780453469016153)],
-        [(1192, 2998, 12, 1.2493918141997045), (7200, 11998, 20, 0.70929148432883371)],
-        [(94, 7998, 4, 3.9002654391725549), (31937, 63998, 13, 0.98815443796944802)],
+        [
+            (2256, 3998, 14, 0.77476347144554591),
+            (27939, 31998, 94, 0.18780453469016153),
+        ],
+        [
+            (1192, 2998, 12, 1.2493918141997045),
+            (7200, 11998, 20, 0.70929148432883371),
+        ],
+        [
+            (94, 7998, 4, 3.9002654391725549),
+            (31937, 63998, 13, 0.98815443796944802),
+        ],
     ];
 
     fn check(track: Track, want: (u64, u64, u64, f64)) {
         let t = multi_mmc_tally(track).unwrap();
-        assert_eq!((t.correct, t.predictions, t.longest_run), (want.0, want.1, want.2));
+        assert_eq!(
+            (t.correct, t.predictions, t.longest_run),
+            (want.0, want.1, want.2)
+        );
         let h = multi_mmc(track).unwrap();
         assert!((h - want.3).abs() < 1e-12, "{h} vs {}", want.3);
     }
@@ -836,8 +922,20 @@ pub(super) mod tests {
         for (&(seed, n, k, base, w), want) in PINNED.iter().zip(NIST) {
             let raw = markov(seed, n, k, base);
             let (lit, alphabet) = literal(&raw, w);
-            check(Track { symbols: &lit, alphabet }, want[0]);
-            check(Track { symbols: &bitstring(&raw, w), alphabet: 2 }, want[1]);
+            check(
+                Track {
+                    symbols: &lit,
+                    alphabet,
+                },
+                want[0],
+            );
+            check(
+                Track {
+                    symbols: &bitstring(&raw, w),
+                    alphabet: 2,
+                },
+                want[1],
+            );
         }
     }
 
@@ -845,12 +943,36 @@ pub(super) mod tests {
     fn too_short() {
         let s = [0u8, 1, 2, 0];
         for n in 0..3 {
-            assert_eq!(multi_mmc(Track { symbols: &s[..n], alphabet: 3 }), None);
+            assert_eq!(
+                multi_mmc(Track {
+                    symbols: &s[..n],
+                    alphabet: 3
+                }),
+                None
+            );
         }
-        assert!(multi_mmc(Track { symbols: &s[..3], alphabet: 3 }).is_some());
+        assert!(
+            multi_mmc(Track {
+                symbols: &s[..3],
+                alphabet: 3
+            })
+            .is_some()
+        );
         let b = [0u8, 1, 0, 1];
-        assert_eq!(multi_mmc(Track { symbols: &b[..3], alphabet: 2 }), None);
-        assert!(multi_mmc(Track { symbols: &b, alphabet: 2 }).is_some());
+        assert_eq!(
+            multi_mmc(Track {
+                symbols: &b[..3],
+                alphabet: 2
+            }),
+            None
+        );
+        assert!(
+            multi_mmc(Track {
+                symbols: &b,
+                alphabet: 2
+            })
+            .is_some()
+        );
     }
 
     #[test]
@@ -858,14 +980,42 @@ pub(super) mod tests {
         // 0 1 0 1: order 0 starts with (0 -> 1); at i = 2 its context 1 is
         // new; at i = 3 context 0 predicts 1, right. Order 1's context 10
         // is new then.
-        let t = multi_mmc_tally(Track { symbols: &[0, 1, 0, 1], alphabet: 2 }).unwrap();
-        assert_eq!(t, Tally { correct: 1, predictions: 2, longest_run: 1 });
+        let t = multi_mmc_tally(Track {
+            symbols: &[0, 1, 0, 1],
+            alphabet: 2,
+        })
+        .unwrap();
+        assert_eq!(
+            t,
+            Tally {
+                correct: 1,
+                predictions: 2,
+                longest_run: 1
+            }
+        );
         // A constant track (which NIST refuses as having one symbol) is
         // predicted perfectly: order 0 starts out knowing 5 -> 5.
         let c = [5u8; 50];
-        let t = multi_mmc_tally(Track { symbols: &c, alphabet: 1 }).unwrap();
-        assert_eq!(t, Tally { correct: 48, predictions: 48, longest_run: 48 });
-        assert_eq!(multi_mmc(Track { symbols: &c, alphabet: 1 }), Some(0.0));
+        let t = multi_mmc_tally(Track {
+            symbols: &c,
+            alphabet: 1,
+        })
+        .unwrap();
+        assert_eq!(
+            t,
+            Tally {
+                correct: 48,
+                predictions: 48,
+                longest_run: 48
+            }
+        );
+        assert_eq!(
+            multi_mmc(Track {
+                symbols: &c,
+                alphabet: 1
+            }),
+            Some(0.0)
+        );
     }
 
     #[test]
@@ -874,8 +1024,14 @@ pub(super) mod tests {
         // and its binary one (ties to 1) are the same predictor.
         for seed in 1..4 {
             let raw = markov(seed, 3000, 2, 0);
-            let a = multi_mmc_tally(Track { symbols: &raw, alphabet: 2 });
-            let b = multi_mmc_tally(Track { symbols: &raw, alphabet: 3 });
+            let a = multi_mmc_tally(Track {
+                symbols: &raw,
+                alphabet: 2,
+            });
+            let b = multi_mmc_tally(Track {
+                symbols: &raw,
+                alphabet: 3,
+            });
             assert_eq!(a, b);
         }
     }

@@ -342,7 +342,12 @@ mod tests {
     fn repeated_blocks_match_naive_sort() {
         for seed in 0..40u64 {
             let block = lcg(seed, 20 + seed as usize, 2 + seed % 3);
-            let text: Vec<u8> = block.iter().chain(&block).chain(&block[..7]).copied().collect();
+            let text: Vec<u8> = block
+                .iter()
+                .chain(&block)
+                .chain(&block[..7])
+                .copied()
+                .collect();
             check(&text);
         }
     }

@@ -64,7 +64,10 @@ mod tests {
         assert!(rel_epsilon_equal(1.0, 1.0 + f64::EPSILON));
         let four_ulps = f64::from_bits(2.0f64.to_bits() + 4);
         assert!(rel_epsilon_equal(2.0, four_ulps));
-        assert!(!rel_epsilon_equal(2.0, f64::from_bits(2.0f64.to_bits() + 5)));
+        assert!(!rel_epsilon_equal(
+            2.0,
+            f64::from_bits(2.0f64.to_bits() + 5)
+        ));
         assert!(!rel_epsilon_equal(f64::NAN, f64::NAN));
         assert!(rel_epsilon_equal(0.0, f64::MIN_POSITIVE / 2.0));
         let t = 0.99f64.ln();

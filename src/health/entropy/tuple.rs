@@ -59,7 +59,10 @@ const MIN_TUPLE_COUNT: u32 = 35;
 /// Tracks of fewer than 2 symbols (where NIST's tool asserts) or of
 /// `u32::MAX` symbols or more (beyond 32-bit indices) get no estimates.
 pub fn tuple_and_lrs(track: Track) -> TupleEstimates {
-    let none = TupleEstimates { t_tuple: None, lrs: None };
+    let none = TupleEstimates {
+        t_tuple: None,
+        lrs: None,
+    };
     let symbols = track.symbols;
     let n = symbols.len();
     if n < 2 || n >= u32::MAX as usize {
@@ -74,7 +77,10 @@ pub fn tuple_and_lrs(track: Track) -> TupleEstimates {
     };
     let profile = tallies.finish();
     let u = profile.first_rare_length();
-    TupleEstimates { t_tuple: profile.t_tuple(u), lrs: profile.lrs(u) }
+    TupleEstimates {
+        t_tuple: profile.t_tuple(u),
+        lrs: profile.lrs(u),
+    }
 }
 
 /// The 99 % upper bound on a probability estimated from `n` symbols, as
@@ -169,7 +175,13 @@ impl Tallies {
     /// Copies the per-depth entries (as deep as keys reach) into `saved`.
     fn save(&self, saved: &mut Vec<(u32, u64)>) {
         saved.clear();
-        saved.extend(self.largest.iter().copied().zip(self.pair_steps.iter().copied()).take(TALLY_SAVED));
+        saved.extend(
+            self.largest
+                .iter()
+                .copied()
+                .zip(self.pair_steps.iter().copied())
+                .take(TALLY_SAVED),
+        );
     }
 
     /// Undoes the tallies since [`Tallies::save`], which touched no deeper
@@ -220,7 +232,9 @@ impl Tallies {
     /// suffix of rank `seen` is the first outside them.
     fn unwind(&mut self, lcp: u32, seen: u32) {
         while self.open.len() > 1 {
-            let Some((depth, start)) = self.open.pop() else { break };
+            let Some((depth, start)) = self.open.pop() else {
+                break;
+            };
             let below = self.open.last().map_or(0, |&(d, _)| d);
             // The interval is the group of one W-tuple for W in
             // max(below, lcp) + 1..=depth.
@@ -258,7 +272,11 @@ impl Tallies {
             sum = sum.wrapping_add(pairs[t]);
             pairs[t] = sum;
         }
-        RepeatProfile { n: self.n, tuple_max, pairs }
+        RepeatProfile {
+            n: self.n,
+            tuple_max,
+            pairs,
+        }
     }
 }
 
@@ -305,11 +323,22 @@ impl Windows {
                 words.push((pending >> filled) as u64);
             }
         }
-        words.push(if filled == 0 { 0 } else { (pending << (64 - filled)) as u64 });
+        words.push(if filled == 0 {
+            0
+        } else {
+            (pending << (64 - filled)) as u64
+        });
         words.push(0);
         let mask = u64::MAX << (64 - width * bits);
         let symbols_by_zeros = std::array::from_fn(|zeros| (zeros / bits).min(width) as u8);
-        Windows { words, len: symbols.len(), bits, width, mask, symbols_by_zeros }
+        Windows {
+            words,
+            len: symbols.len(),
+            bits,
+            width,
+            mask,
+            symbols_by_zeros,
+        }
     }
 
     fn key(&self, i: usize) -> u64 {
@@ -392,7 +421,10 @@ fn tally_by_windows(symbols: &[u8]) -> Option<Tallies> {
     let mut walk = RadixWalk {
         windows: &windows,
         tallies: Tallies::new(n, windows.width),
-        ties: Ties { budget: TIE_BUDGET_PER_SYMBOL * n + (1 << 16), diagonals: BTreeMap::new() },
+        ties: Ties {
+            budget: TIE_BUDGET_PER_SYMBOL * n + (1 << 16),
+            diagonals: BTreeMap::new(),
+        },
         sizes: Vec::new(),
         lcps: Vec::new(),
     };
@@ -412,15 +444,22 @@ fn tally_by_windows(symbols: &[u8]) -> Option<Tallies> {
         if !tied {
             scratch.resize(keys.len(), 0);
             walk.tallies.save(&mut saved);
-            if walk.sort_and_tally(&mut keys, &mut scratch, top_bits, 0).is_ok() {
+            if walk
+                .sort_and_tally(&mut keys, &mut scratch, top_bits, 0)
+                .is_ok()
+            {
                 continue;
             }
             walk.tallies.restore(&saved);
         }
-        let mut items: Vec<(u64, u32)> = buckets.positions(bucket).map(|p| (windows.key(p), p as u32)).collect();
+        let mut items: Vec<(u64, u32)> = buckets
+            .positions(bucket)
+            .map(|p| (windows.key(p), p as u32))
+            .collect();
         let mut spare = vec![(0, 0); items.len()];
         let before = walk.ties.budget;
-        walk.sort_and_tally(&mut items, &mut spare, top_bits, 0).ok()?;
+        walk.sort_and_tally(&mut items, &mut spare, top_bits, 0)
+            .ok()?;
         tied = walk.ties.budget < before;
     }
     let mut tallies = walk.tallies;
@@ -488,16 +527,28 @@ impl Buckets {
         if counts.iter().any(|&c| c as usize > (full / 8).max(1 << 16)) {
             return None;
         }
-        Some(Buckets { offsets, starts, counts })
+        Some(Buckets {
+            offsets,
+            starts,
+            counts,
+        })
     }
 
     /// The positions in `bucket`, block by block.
     fn positions(&self, bucket: usize) -> impl Iterator<Item = usize> + '_ {
         let row = self.counts.len() + 1;
-        self.offsets.chunks(BLOCK).enumerate().flat_map(move |(k, block)| {
-            let (lo, hi) = (self.starts[k * row + bucket], self.starts[k * row + bucket + 1]);
-            block[lo as usize..hi as usize].iter().map(move |&o| k * BLOCK + usize::from(o))
-        })
+        self.offsets
+            .chunks(BLOCK)
+            .enumerate()
+            .flat_map(move |(k, block)| {
+                let (lo, hi) = (
+                    self.starts[k * row + bucket],
+                    self.starts[k * row + bucket + 1],
+                );
+                block[lo as usize..hi as usize]
+                    .iter()
+                    .map(move |&o| k * BLOCK + usize::from(o))
+            })
     }
 }
 
@@ -506,7 +557,12 @@ impl Buckets {
 trait Item: Copy + Default + Ord {
     fn key(&self) -> u64;
     /// Sorts a run with equal keys exactly and completes its LCPs.
-    fn resolve(ties: &mut Ties, windows: &Windows, run: &mut [Self], lcps: &mut [u32]) -> Result<(), Tie>;
+    fn resolve(
+        ties: &mut Ties,
+        windows: &Windows,
+        run: &mut [Self],
+        lcps: &mut [u32],
+    ) -> Result<(), Tie>;
 }
 
 /// Two full windows are equal (keys only), or resolving them went over
@@ -526,7 +582,12 @@ impl Item for (u64, u32) {
     fn key(&self) -> u64 {
         self.0
     }
-    fn resolve(ties: &mut Ties, windows: &Windows, run: &mut [Self], lcps: &mut [u32]) -> Result<(), Tie> {
+    fn resolve(
+        ties: &mut Ties,
+        windows: &Windows,
+        run: &mut [Self],
+        lcps: &mut [u32],
+    ) -> Result<(), Tie> {
         ties.resolve(windows, run, lcps).ok_or(Tie)
     }
 }
@@ -568,17 +629,27 @@ impl RadixWalk<'_> {
         // Bits that all the items share need no pass: they are one group
         // down to there.
         let first = items[0].key();
-        let shared = items.iter().fold(0, |acc, item| acc | (item.key() ^ first)).leading_zeros().min(key_bits);
+        let shared = items
+            .iter()
+            .fold(0, |acc, item| acc | (item.key() ^ first))
+            .leading_zeros()
+            .min(key_bits);
         if shared / bits > skip / bits {
             let depth = (shared / bits) as usize;
             self.tallies.largest[depth] = self.tallies.largest[depth].max(m as u32);
-            self.tallies.add_pairs(depth, (skip / bits) as usize, (m as u64) * (m as u64 - 1) / 2);
+            self.tallies.add_pairs(
+                depth,
+                (skip / bits) as usize,
+                (m as u64) * (m as u64 - 1) / 2,
+            );
         }
         let skip = skip.max(shared);
         if m <= SMALL_RUN || skip >= key_bits {
             return self.run(items, skip);
         }
-        let sub_bits = (log2_floor(m) + SUB_EXTRA).clamp(1, 16).min(key_bits - skip);
+        let sub_bits = (log2_floor(m) + SUB_EXTRA)
+            .clamp(1, 16)
+            .min(key_bits - skip);
         let (shift, mask) = (64 - skip - sub_bits, (1u64 << sub_bits) - 1);
         if self.sizes.len() <= level {
             self.sizes.resize_with(level + 1, Vec::new);
@@ -586,7 +657,9 @@ impl RadixWalk<'_> {
         let mut sizes = std::mem::take(&mut self.sizes[level]);
         sizes.clear();
         sizes.resize(1 << sub_bits, 0);
-        counting_sort(items, scratch, &mut sizes, |item| ((item.key() >> shift) & mask) as usize);
+        counting_sort(items, scratch, &mut sizes, |item| {
+            ((item.key() >> shift) & mask) as usize
+        });
         let base = ((skip + sub_bits) / bits) as usize;
         let mut start = 0usize;
         for &size in &sizes {
@@ -595,7 +668,10 @@ impl RadixWalk<'_> {
                 0 | 1 => {}
                 2 if scratch[start].key() != scratch[start + 1].key() => {
                     // The common case: one pair, one interval.
-                    let lcp = self.windows.common(scratch[start].key(), scratch[start + 1].key()) as usize;
+                    let lcp = self
+                        .windows
+                        .common(scratch[start].key(), scratch[start + 1].key())
+                        as usize;
                     self.tallies.largest[lcp] = self.tallies.largest[lcp].max(2);
                     self.tallies.add_pairs(lcp, base, 1);
                 }
@@ -606,7 +682,13 @@ impl RadixWalk<'_> {
             }
             start = end;
         }
-        tally_levels(&mut self.tallies, &mut sizes, skip, skip + sub_bits, self.windows.bits);
+        tally_levels(
+            &mut self.tallies,
+            &mut sizes,
+            skip,
+            skip + sub_bits,
+            self.windows.bits,
+        );
         self.sizes[level] = sizes;
         Ok(())
     }
@@ -618,7 +700,11 @@ impl RadixWalk<'_> {
         let mut lcps = std::mem::take(&mut self.lcps);
         lcps.clear();
         lcps.push(0);
-        lcps.extend(items.windows(2).map(|pair| self.windows.common(pair[0].key(), pair[1].key())));
+        lcps.extend(
+            items
+                .windows(2)
+                .map(|pair| self.windows.common(pair[0].key(), pair[1].key())),
+        );
         if items.windows(2).any(|pair| pair[0].key() == pair[1].key()) {
             T::resolve(&mut self.ties, self.windows, items, &mut lcps)?;
             let deepest = lcps.iter().copied().max().unwrap_or(0);
@@ -664,7 +750,12 @@ impl Ties {
     /// most-significant-digit radix sort of the suffixes with
     /// `width`-symbol digits, each group of equal digits refined by the
     /// next ones. `None` once the budget runs out.
-    fn resolve(&mut self, windows: &Windows, run: &mut [(u64, u32)], lcps: &mut [u32]) -> Option<()> {
+    fn resolve(
+        &mut self,
+        windows: &Windows,
+        run: &mut [(u64, u32)],
+        lcps: &mut [u32],
+    ) -> Option<()> {
         let width = windows.width as u32;
         // Groups sharing `depth` symbols, still in key order only.
         let mut pending: Vec<(usize, usize, u32)> = Vec::new();
@@ -679,11 +770,14 @@ impl Ties {
                 lcps[start + 1] = lcp;
                 continue;
             }
-            self.budget = self.budget.checked_sub(size + size * log2_floor(size) as usize / 2)?;
+            self.budget = self
+                .budget
+                .checked_sub(size + size * log2_floor(size) as usize / 2)?;
             // Past the end a key is zero-padded; the remaining length (at
             // most `width`) then sorts a suffix before those it is a prefix
             // of.
-            let remaining = |p: u32| (windows.len - p as usize - depth as usize).min(width as usize) as u32;
+            let remaining =
+                |p: u32| (windows.len - p as usize - depth as usize).min(width as usize) as u32;
             let group = &mut run[start..end];
             for item in group.iter_mut() {
                 item.0 = windows.key(item.1 as usize + depth as usize);
@@ -691,7 +785,10 @@ impl Ties {
             group.sort_unstable_by_key(|&(k, p)| (k, remaining(p)));
             for i in start + 1..end {
                 let (a, b) = (run[i - 1], run[i]);
-                let common = windows.common(a.0, b.0).min(remaining(a.1)).min(remaining(b.1));
+                let common = windows
+                    .common(a.0, b.0)
+                    .min(remaining(a.1))
+                    .min(remaining(b.1));
                 lcps[i] = depth + common;
             }
             push_groups(lcps, start, end, depth + width, &mut pending);
@@ -712,11 +809,19 @@ impl Ties {
         self.budget = self.budget.checked_sub(1)?;
         // The suffix at q is the shorter: the prefix ends with it.
         let limit = (windows.len - q as usize) as u32;
-        let left = self.diagonals.range((d, 0)..(d, p)).next_back().map(|(&(_, p0), &l0)| (p0, l0));
+        let left = self
+            .diagonals
+            .range((d, 0)..(d, p))
+            .next_back()
+            .map(|(&(_, p0), &l0)| (p0, l0));
         let lcp = match left {
             Some((p0, l0)) if l0 > p - p0 => l0 - (p - p0),
             _ => {
-                let right = self.diagonals.range((d, p + 1)..(d, u32::MAX)).next().map(|(&(_, p1), &l1)| (p1, l1));
+                let right = self
+                    .diagonals
+                    .range((d, p + 1)..(d, u32::MAX))
+                    .next()
+                    .map(|(&(_, p1), &l1)| (p1, l1));
                 let span = right.map_or(limit, |(p1, _)| p1 - p);
                 match self.matching(windows, p, q, span)? {
                     Some(lcp) => lcp,
@@ -740,7 +845,10 @@ impl Ties {
         let mut done = 0u32;
         while done < span {
             self.budget = self.budget.checked_sub(1)?;
-            let (x, y) = (windows.key((p + done) as usize), windows.key((q + done) as usize));
+            let (x, y) = (
+                windows.key((p + done) as usize),
+                windows.key((q + done) as usize),
+            );
             let common = done + windows.common(x, y);
             if common < done + windows.width as u32 {
                 return Some((common < span).then_some(common));
@@ -753,9 +861,19 @@ impl Ties {
 
 /// Queues each maximal group of two or more items in `start..end` whose
 /// neighbours share `depth` symbols (all equal keys so far).
-fn push_groups(lcps: &[u32], start: usize, end: usize, depth: u32, pending: &mut Vec<(usize, usize, u32)>) {
+fn push_groups(
+    lcps: &[u32],
+    start: usize,
+    end: usize,
+    depth: u32,
+    pending: &mut Vec<(usize, usize, u32)>,
+) {
     let mut first = start;
-    let breaks = lcps[start + 1..end].iter().enumerate().filter(|&(_, &lcp)| lcp < depth).map(|(i, _)| start + 1 + i);
+    let breaks = lcps[start + 1..end]
+        .iter()
+        .enumerate()
+        .filter(|&(_, &lcp)| lcp < depth)
+        .map(|(i, _)| start + 1 + i);
     for i in breaks.chain(std::iter::once(end)) {
         if i - first > 1 {
             pending.push((first, i, depth));
@@ -766,7 +884,12 @@ fn push_groups(lcps: &[u32], start: usize, end: usize, depth: u32, pending: &mut
 
 /// Counting sort of `items` into `out` (as long) by `sub(item)`, a
 /// sub-bucket below `sizes.len()`; leaves the sub-bucket sizes in `sizes`.
-fn counting_sort<T: Copy>(items: &[T], out: &mut [T], sizes: &mut [u32], sub: impl Fn(&T) -> usize) {
+fn counting_sort<T: Copy>(
+    items: &[T],
+    out: &mut [T],
+    sizes: &mut [u32],
+    sub: impl Fn(&T) -> usize,
+) {
     for item in items {
         sizes[sub(item)] += 1;
     }
@@ -812,7 +935,9 @@ impl Shorts {
     /// The short suffixes, with their counts at depths within the top
     /// buckets (from the bucket counts).
     fn new(windows: &Windows, full: usize, n: usize, top_bits: u32, counts: &[u32]) -> Shorts {
-        let mut items: Vec<(u64, u32)> = (full..n).map(|i| (windows.key(i), (n - i) as u32)).collect();
+        let mut items: Vec<(u64, u32)> = (full..n)
+            .map(|i| (windows.key(i), (n - i) as u32))
+            .collect();
         items.sort_unstable();
         let width = windows.width;
         let mut sharing = vec![0u32; items.len() * width];
@@ -828,13 +953,20 @@ impl Shorts {
                 if prefix_bits > top_bits {
                     break;
                 }
-                let first = (key >> (64 - top_bits)) as usize & !((1usize << (top_bits - prefix_bits)) - 1);
+                let first =
+                    (key >> (64 - top_bits)) as usize & !((1usize << (top_bits - prefix_bits)) - 1);
                 let last = first + (1usize << (top_bits - prefix_bits)) - 1;
                 let before = if first == 0 { 0 } else { ends[first - 1] };
                 sharing[s * width + t] = ends[last] - before;
             }
         }
-        Shorts { items, bits: windows.bits, top_bits, sharing, width }
+        Shorts {
+            items,
+            bits: windows.bits,
+            top_bits,
+            sharing,
+            width,
+        }
     }
 
     /// Counts, in one bucket of full keys, the windows sharing each deeper
@@ -900,10 +1032,13 @@ mod tests {
     use std::collections::HashMap;
 
     fn estimates(symbols: &[u8]) -> TupleEstimates {
-        let alphabet = symbols.iter().map(|&s| usize::from(s) + 1).max().unwrap_or(1);
+        let alphabet = symbols
+            .iter()
+            .map(|&s| usize::from(s) + 1)
+            .max()
+            .unwrap_or(1);
         tuple_and_lrs(Track { symbols, alphabet })
     }
-
 
     /// 8-bit samples: the top byte of each LCG step from seed 1.
     fn uniform(n: usize) -> Vec<u8> {
@@ -925,7 +1060,11 @@ mod tests {
         (0..n)
             .map(|_| {
                 let x = next();
-                if (x >> 56) < 200 { 0x5a } else { (x >> 48) as u8 }
+                if (x >> 56) < 200 {
+                    0x5a
+                } else {
+                    (x >> 48) as u8
+                }
             })
             .collect()
     }
@@ -944,7 +1083,10 @@ mod tests {
             }
         }
         let literal = bytes.iter().map(|&b| rank[usize::from(b)]).collect();
-        let bits = bytes.iter().flat_map(|&b| (0..8).rev().map(move |j| (b >> j) & 1)).collect();
+        let bits = bytes
+            .iter()
+            .flat_map(|&b| (0..8).rev().map(move |j| (b >> j) & 1))
+            .collect();
         (literal, bits)
     }
 
@@ -965,13 +1107,18 @@ mod tests {
 
     fn assert_close(ours: Option<f64>, nist: f64) {
         let ours = ours.expect("an estimate");
-        assert!((ours - nist).abs() < 1e-12, "ours {ours:.17} NIST {nist:.17}");
+        assert!(
+            (ours - nist).abs() < 1e-12,
+            "ours {ours:.17} NIST {nist:.17}"
+        );
     }
 
     #[test]
     fn counts_match_brute_force_on_the_standards_example_sequence() {
         // The sequence of the SP 800-90B §6.3.5 and §6.3.6 examples.
-        let s = [2u8, 2, 0, 1, 0, 2, 0, 1, 2, 1, 2, 0, 1, 2, 1, 0, 0, 1, 0, 0, 0];
+        let s = [
+            2u8, 2, 0, 1, 0, 2, 0, 1, 2, 1, 2, 0, 1, 2, 1, 0, 0, 1, 0, 0, 0,
+        ];
         let (q, pairs) = profile(tally_by_windows(&s).expect("no long repeats"));
         assert_eq!(q.len() - 1, 5, "the longest repeated substring");
         for t in 1..q.len() {
@@ -995,14 +1142,23 @@ mod tests {
 
     #[test]
     fn degenerate_tracks() {
-        let none = TupleEstimates { t_tuple: None, lrs: None };
+        let none = TupleEstimates {
+            t_tuple: None,
+            lrs: None,
+        };
         assert_eq!(estimates(&[]), none);
         assert_eq!(estimates(&[7]), none);
         // All distinct: no repeat at all (NIST asserts v > 0).
         assert_eq!(estimates(&[0, 1, 2, 3, 4]), none);
         // One symbol: every tuple length has probability 1.
         let constant = estimates(&[0; 100]);
-        assert_eq!(constant, TupleEstimates { t_tuple: Some(0.0), lrs: Some(0.0) });
+        assert_eq!(
+            constant,
+            TupleEstimates {
+                t_tuple: Some(0.0),
+                lrs: Some(0.0)
+            }
+        );
         assert!(constant.t_tuple.unwrap().is_sign_positive());
     }
 
@@ -1019,7 +1175,8 @@ mod tests {
     fn alternating_bits() {
         // Every t-tuple occurs (L - t + 1) / 2 times, rounded either way.
         let s: Vec<u8> = (0..1000).map(|i| (i % 2) as u8).collect();
-        let (q, _) = profile(tally_by_windows(&s).unwrap_or_else(|| tally_by_suffix_array(&s).unwrap()));
+        let (q, _) =
+            profile(tally_by_windows(&s).unwrap_or_else(|| tally_by_suffix_array(&s).unwrap()));
         for t in [1, 2, 63, 64, 65, 500, 998] {
             assert_eq!(q[t] as usize, (1000 - t + 2) / 2, "t = {t}");
         }
