@@ -363,8 +363,10 @@ fn a_full_or_read_only_disk_leaves_the_old_seed_whole_and_recovers() {
     d.wait_for_log("first tested batch").expect("a first seed");
     let fds0 = fds(pid);
     let errors = || {
-        d.metric("random_refresher_sink_errors_total{sink=\"file\"}")
-            .unwrap_or(0.0)
+        d.metric(&format!(
+            "random_refresher_sink_errors_total{{sink=\"{seed}\"}}"
+        ))
+        .unwrap_or(0.0)
     };
     // Full: one file takes the rest of the space.
     let filler = fs.0.join("filler");

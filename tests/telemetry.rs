@@ -661,3 +661,78 @@ fn a_bounded_load_on_metrics_is_answered_while_cycles_go_on() {
         Some(0.0)
     );
 }
+
+#[test]
+fn each_sink_has_its_own_series_and_credit_is_counted_per_source() {
+    if !require_root() {
+        return;
+    }
+    let dir = temp_dir();
+    let (a, b) = (dir.path().join("a.seed"), dir.path().join("b.seed"));
+    let (sink_a, sink_b) = (
+        format!("file:{}", a.display()),
+        format!("file:{}", b.display()),
+    );
+    // rdseed is listed second: it stands by while rdrand works, and is
+    // credited nothing.
+    let daemon = Daemon::start(&[
+        "--source",
+        "rdrand",
+        "--source",
+        "rdseed",
+        "--sink",
+        "kernel",
+        "--sink",
+        &sink_a,
+        "--sink",
+        &sink_b,
+        "--interval",
+        "200ms",
+    ]);
+    let credited = |source: &str| {
+        daemon.metric(&format!(
+            "random_refresher_entropy_credited_bytes_total{{source=\"{source}\"}}"
+        ))
+    };
+    let rdrand = eventually(BOUND, || credited("rdrand").filter(|v| *v >= 30.0));
+    assert!(rdrand.is_some(), "rdrand's credit never counted");
+    assert_eq!(credited("rdseed"), Some(0.0));
+    for sink in ["kernel", sink_a.as_str(), sink_b.as_str()] {
+        let bytes = daemon.metric(&format!(
+            "random_refresher_sink_bytes_total{{sink=\"{sink}\"}}"
+        ));
+        assert!(bytes.is_some_and(|v| v > 0.0), "{sink}: {bytes:?}");
+        let errors = daemon.metric(&format!(
+            "random_refresher_sink_errors_total{{sink=\"{sink}\"}}"
+        ));
+        assert_eq!(errors, Some(0.0), "{sink}");
+    }
+}
+
+#[test]
+fn a_source_or_sink_named_twice_is_refused_with_one_line() {
+    for (args, want) in [
+        (
+            &["--source", "rdrand", "--source", "rdrand", "--sink", "mix"][..],
+            "--source rdrand: given twice",
+        ),
+        (
+            &[
+                "--source",
+                "rdrand",
+                "--sink",
+                "file:/tmp/x",
+                "--sink",
+                "file:/tmp/x",
+            ][..],
+            "--sink file:/tmp/x: given twice",
+        ),
+    ] {
+        let out = bin().arg("once").args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let errors: Vec<&str> = err.lines().filter(|l| l.contains("ERROR")).collect();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert!(errors[0].contains(want), "{err}");
+    }
+}

@@ -53,6 +53,8 @@ pub enum StartError {
     EntropyPerByte(f64),
     #[error("--source and --sink: at least one of each is needed")]
     Empty,
+    #[error("{option} {spec}: given twice; name each once")]
+    Duplicate { option: &'static str, spec: String },
     #[error("--credit-stream {0}: not one of the --source options")]
     CreditStream(SourceSpec),
     #[error("--source: none of the sources can be opened ({reasons}){hint}")]
@@ -99,6 +101,20 @@ impl Config {
         if self.sources.is_empty() || self.sinks.is_empty() {
             return Err(StartError::Empty);
         }
+        // A source or sink is its metric label: two of one name would share
+        // one series, and two of one file sink overwrite each other.
+        if let Some(spec) = first_repeated(&self.sources) {
+            return Err(StartError::Duplicate {
+                option: "--source",
+                spec,
+            });
+        }
+        if let Some(spec) = first_repeated(&self.sinks) {
+            return Err(StartError::Duplicate {
+                option: "--sink",
+                spec,
+            });
+        }
         if let Some(s) = self
             .credit_streams
             .iter()
@@ -133,4 +149,12 @@ impl StartError {
         };
         Self::NoSource { reasons, hint }
     }
+}
+
+/// The first item named as an earlier one, by its name.
+fn first_repeated<T: std::fmt::Display>(items: &[T]) -> Option<String> {
+    let names: Vec<String> = items.iter().map(T::to_string).collect();
+    (1..names.len())
+        .find(|&i| names[..i].contains(&names[i]))
+        .map(|i| names[i].clone())
 }

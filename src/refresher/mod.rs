@@ -73,7 +73,7 @@ impl Refresher {
         if c.quarantine && !pool.has_hwrng() {
             return Err(StartError::NoHwrngSource(c.hwrng));
         }
-        let sinks = SinkSet::open(&c.sinks, &c.random_device)
+        let sinks = SinkSet::open(&c.sinks, &c.random_device, &pool.labels())
             .map_err(|(spec, source)| StartError::Sink { spec, source })?;
         let rules = QuarantineRules {
             quarantine: c.quarantine,
@@ -190,7 +190,10 @@ impl Refresher {
                 Ok(f) if f.bytes < self.batch.len() => return CycleOutcome::NoBatch,
                 Ok(f) => f,
             };
-            if self.sinks.deliver(i, &mut self.batch, filled.credit_bits) {
+            if self
+                .sinks
+                .deliver(i, &mut self.batch, &filled.credit_bits_by_source)
+            {
                 self.totals.bytes_delivered += self.batch.len() as u64;
             } else {
                 all_ok = false;

@@ -71,18 +71,6 @@ impl fmt::Display for SinkSpec {
     }
 }
 
-impl SinkSpec {
-    /// The metric label: the kind, not the path, to keep label sets small.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Kernel => "kernel",
-            Self::Mix => "mix",
-            Self::File(_) | Self::CreditableFile(_) => "file",
-            Self::Stdout => "stdout",
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error(

@@ -8,6 +8,13 @@ use tracing::{debug, error, info};
 use super::{Sink, SinkError, SinkSpec};
 use crate::telemetry::names;
 
+/// The credit counted for one source, in whole bytes, and the bits short
+/// of the next byte.
+struct SourceCredit {
+    counter: Counter,
+    remainder_bits: u64,
+}
+
 struct SinkSlot {
     spec: SinkSpec,
     sink: Sink,
@@ -18,11 +25,10 @@ struct SinkSlot {
 
 pub struct SinkSet {
     slots: Vec<SinkSlot>,
-    credited: Counter,
+    /// Per source, in the pool's order.
+    credited: Vec<SourceCredit>,
     reseeds: Counter,
     reseeds_skipped: Counter,
-    /// Credited bits not yet counted in whole bytes.
-    credited_bits_remainder: u64,
     /// Deliveries that carried credit to the kernel, for the CRNG watch.
     credited_deliveries: u64,
     /// "CRNG not ready" has been logged.
@@ -30,10 +36,14 @@ pub struct SinkSet {
 }
 
 impl SinkSet {
-    /// Opens every sink; the error names the sink that failed.
+    /// Opens every sink; the error names the sink that failed. `sources`
+    /// are the pool's source names, in its order: credit is counted per
+    /// source. Each sink's series is labelled with the sink as configured
+    /// (`file:/var/lib/random-seed`), so that two file sinks are told apart.
     pub fn open(
         specs: &[SinkSpec],
         random_device: &std::path::Path,
+        sources: &[String],
     ) -> Result<Self, (SinkSpec, SinkError)> {
         let zero = |c: Counter| {
             c.absolute(0);
@@ -47,17 +57,24 @@ impl SinkSet {
                     spec: spec.clone(),
                     sink,
                     failing: false,
-                    bytes: zero(counter!(names::SINK_BYTES, "sink" => spec.label())),
-                    errors: zero(counter!(names::SINK_ERRORS, "sink" => spec.label())),
+                    bytes: zero(counter!(names::SINK_BYTES, "sink" => spec.to_string())),
+                    errors: zero(counter!(names::SINK_ERRORS, "sink" => spec.to_string())),
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             slots,
-            credited: zero(counter!(names::ENTROPY_CREDITED_BYTES)),
+            credited: sources
+                .iter()
+                .map(|source| SourceCredit {
+                    counter: zero(
+                        counter!(names::ENTROPY_CREDITED_BYTES, "source" => source.clone()),
+                    ),
+                    remainder_bits: 0,
+                })
+                .collect(),
             reseeds: zero(counter!(names::KERNEL_RESEEDS)),
             reseeds_skipped: zero(counter!(names::KERNEL_RESEEDS_SKIPPED)),
-            credited_bits_remainder: 0,
             credited_deliveries: 0,
             told_crng_not_ready: false,
         })
@@ -82,19 +99,18 @@ impl SinkSet {
         names.join(", ")
     }
 
-    /// Delivers `bytes` to sink `i` only; true if it took them. A failure is
-    /// logged once per change of state.
-    pub fn deliver(&mut self, i: usize, batch: &mut super::Batch, credit_bits: f64) -> bool {
+    /// Delivers the batch to sink `i` only; true if it took them. `claims`
+    /// are the bits each source's part of the batch carries by its claim.
+    /// A failure is logged once per change of state.
+    pub fn deliver(&mut self, i: usize, batch: &mut super::Batch, claims: &[f64]) -> bool {
         let s = &mut self.slots[i];
-        match s.sink.deliver(batch, credit_bits) {
+        match s.sink.deliver(batch, claims.iter().sum()) {
             Ok(d) => {
                 debug!(sink = %s.spec, bytes = d.bytes, credited_bits = d.credited_bits, "delivered");
                 s.bytes.increment(d.bytes as u64);
                 if d.credited_bits > 0 {
                     self.credited_deliveries += 1;
-                    self.credited_bits_remainder += d.credited_bits;
-                    self.credited.increment(self.credited_bits_remainder / 8);
-                    self.credited_bits_remainder %= 8;
+                    count_credit(&mut self.credited, d.credited_bits, claims);
                 }
                 if d.reseeded {
                     self.reseeds.increment(1);
@@ -122,5 +138,67 @@ impl SinkSet {
                 false
             }
         }
+    }
+}
+
+/// Counts the bits a sink credited to the sources whose bytes carried them,
+/// in each source's whole bytes.
+fn count_credit(credited: &mut [SourceCredit], bits: u64, claims: &[f64]) {
+    for (c, share) in credited.iter_mut().zip(split_credit(bits, claims)) {
+        c.remainder_bits += share;
+        c.counter.increment(c.remainder_bits / 8);
+        c.remainder_bits %= 8;
+    }
+}
+
+/// Splits `bits` over the sources by their claims, in whole bits that add
+/// up to exactly `bits` (the last claiming source takes what rounding left),
+/// so that the per-source counts sum to what the kernel was given. Nothing
+/// goes to a source that claimed nothing.
+fn split_credit(bits: u64, claims: &[f64]) -> Vec<u64> {
+    let mut shares = vec![0; claims.len()];
+    let total: f64 = claims.iter().filter(|c| **c > 0.0).sum();
+    let Some(last) = claims.iter().rposition(|&c| c > 0.0) else {
+        return shares;
+    };
+    let mut left = bits;
+    for (j, &claim) in claims.iter().enumerate().filter(|(_, c)| **c > 0.0) {
+        let share = match j == last {
+            true => left,
+            false => ((bits as f64 * claim / total).floor() as u64).min(left),
+        };
+        shares[j] = share;
+        left -= share;
+    }
+    shares
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_credit;
+
+    #[test]
+    fn credit_is_split_by_claim_and_adds_up_to_what_was_credited() {
+        assert_eq!(split_credit(1000, &[750.0, 250.0]), vec![750, 250]);
+        // Rounding: the last claiming source takes the remainder.
+        assert_eq!(split_credit(10, &[1.0, 1.0, 1.0]), vec![3, 3, 4]);
+        for (bits, claims) in [
+            (7, vec![0.3, 0.0, 2.9]),
+            (20000, vec![19999.5, 0.5]),
+            (1, vec![0.1; 9]),
+        ] {
+            let shares = split_credit(bits, &claims);
+            assert_eq!(shares.iter().sum::<u64>(), bits, "{claims:?}");
+            for (s, c) in shares.iter().zip(&claims) {
+                assert!(*c > 0.0 || *s == 0, "{claims:?} -> {shares:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_source_that_claimed_nothing_is_credited_nothing() {
+        assert_eq!(split_credit(512, &[0.0, 512.0, 0.0]), vec![0, 512, 0]);
+        assert_eq!(split_credit(512, &[0.0, 0.0]), vec![0, 0]);
+        assert_eq!(split_credit(0, &[10.0, 0.0]), vec![0, 0]);
     }
 }

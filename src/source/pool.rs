@@ -70,11 +70,13 @@ pub struct PoolOptions {
 pub struct Stopped;
 
 /// What one fill produced: tested bytes at the front of the buffer, and the
-/// entropy they carry by the sources' claims.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// entropy they carry by the sources' claims, in total and per source (in
+/// the pool's order, for the credit counted per source).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filled {
     pub bytes: usize,
     pub credit_bits: f64,
+    pub credit_bits_by_source: Vec<f64>,
 }
 
 /// Metric handles of one source, made once when the pool is built.
@@ -341,6 +343,7 @@ impl Slot {
         result.map(|()| Filled {
             bytes: written,
             credit_bits,
+            credit_bits_by_source: Vec::new(),
         })
     }
 
@@ -543,7 +546,10 @@ impl SourcePool {
     /// sources in order. Fewer bytes than asked means the sources ran out.
     pub fn fill(&mut self, out: &mut [u8], status: Option<&LoopStatus>) -> Result<Filled, Stopped> {
         let now = Instant::now();
-        let mut filled = Filled::default();
+        let mut filled = Filled {
+            credit_bits_by_source: vec![0.0; self.slots.len()],
+            ..Filled::default()
+        };
         for i in 0..self.slots.len() {
             if filled.bytes == out.len() {
                 break;
@@ -574,6 +580,7 @@ impl SourcePool {
             let got = slot.fill(&mut out[filled.bytes..], status)?;
             filled.bytes += got.bytes;
             filled.credit_bits += got.credit_bits;
+            filled.credit_bits_by_source[i] += got.credit_bits;
             slot.show_up();
         }
         Ok(filled)
@@ -588,6 +595,11 @@ impl SourcePool {
             slot.show_up();
         }
         info!("sources reopened");
+    }
+
+    /// The sources' names, in the pool's order: their metric label.
+    pub fn labels(&self) -> Vec<String> {
+        self.slots.iter().map(|s| s.label.clone()).collect()
     }
 
     /// Some source is open and trusted.

@@ -147,7 +147,7 @@ start() {
     emit "$c.HEALTHZ_EXIT" $?
     # What it delivered, per sink, as the daemon counts it.
     m=$(metrics)
-    sed -n 's/^random_refresher_sink_bytes_total{sink="\([a-z]*\)"} \([0-9]*\).*/\1 \2/p' <<<"$m" |
+    sed -n 's/^random_refresher_sink_bytes_total{sink="\([^"]*\)"} \([0-9]*\).*/\1 \2/p' <<<"$m" |
         while read -r sink n; do emit "$c.SINK_BYTES.$sink" "$n"; done
     emit "$c.KERNEL_RESEEDS" "$(sed -n 's/^random_refresher_kernel_reseeds_total \([0-9]*\).*/\1/p' <<<"$m")"
     emit "$c.EXPOSURE" "$(systemd-analyze security $unit | sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')"
