@@ -736,3 +736,53 @@ fn a_source_or_sink_named_twice_is_refused_with_one_line() {
         assert!(errors[0].contains(want), "{err}");
     }
 }
+
+#[test]
+fn a_source_never_there_is_unavailable_and_one_that_stopped_is_down() {
+    let dir = temp_dir();
+    let file = good_file(dir.path(), 900, 6);
+    let missing = dir.path().join("no-such-device").display().to_string();
+    let daemon = Daemon::start(&[
+        "--source",
+        &file,
+        "--source",
+        &missing,
+        "--source",
+        "rdrand",
+        "--sink",
+        "stdout",
+        "--interval",
+        "200ms",
+        "--retry-initial",
+        "200ms",
+    ]);
+    let gauge = |name: &str, source: &str| {
+        daemon.metric(&format!(
+            "random_refresher_source_{name}{{source=\"{source}\"}}"
+        ))
+    };
+    // The file was read, ended, and is gone for good: down, not unavailable.
+    let ended = eventually(BOUND, || (gauge("up", &file) == Some(0.0)).then_some(()));
+    assert!(ended.is_some(), "the file never ended");
+    // Gone, and looked for again (SIGHUP reopens every source).
+    std::fs::remove_file(&file).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let not_found = format!(
+        "random_refresher_source_read_errors_total{{source=\"{file}\",kind=\"not_found\"}}"
+    );
+    let noticed = eventually(BOUND, || daemon.metric(&not_found).filter(|n| *n > 0.0));
+    assert!(noticed.is_some(), "the file's absence never noticed");
+    assert_eq!(gauge("available", &file), Some(1.0));
+    assert_eq!(
+        (gauge("up", &missing), gauge("available", &missing)),
+        (Some(0.0), Some(0.0))
+    );
+    assert_eq!(
+        (gauge("up", "rdrand"), gauge("available", "rdrand")),
+        (Some(1.0), Some(1.0))
+    );
+}

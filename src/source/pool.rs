@@ -87,6 +87,7 @@ struct SlotMetrics {
     bytes_read: Counter,
     read_duration: Histogram,
     up: Gauge,
+    available: Gauge,
     passed: Counter,
     failed: Counter,
     test_failures: [Counter; TESTS],
@@ -113,6 +114,7 @@ impl SlotMetrics {
             bytes_read: zero(counter!(names::SOURCE_BYTES_READ, "source" => s())),
             read_duration: histogram!(names::SOURCE_READ_DURATION, "source" => s()),
             up: gauge!(names::SOURCE_UP, "source" => s()),
+            available: gauge!(names::SOURCE_AVAILABLE, "source" => s()),
             passed: zero(counter!(names::HEALTH_BLOCKS, "source" => s(), "result" => "pass")),
             failed: zero(counter!(names::HEALTH_BLOCKS, "source" => s(), "result" => "fail")),
             test_failures: std::array::from_fn(|i| {
@@ -166,6 +168,15 @@ struct Slot {
     assessed_once: bool,
     /// The kind of the last error, so that each change is logged once.
     last_error: Option<ErrorKind>,
+    /// Some byte was read since start.
+    ever_read: bool,
+    /// Not on this machine as far as this run knows: nothing was ever read
+    /// and the last failure said the source is not there (no such device,
+    /// an instruction the CPU lacks, a device without its driver). Shown as
+    /// unavailable rather than down, so that listing a source some nodes
+    /// of a fleet lack does not page for them; one that was read and then
+    /// stopped is down.
+    absent: bool,
     /// Marked failed by the health tests (not by a read error).
     failed_by_tests: bool,
     /// Passing blocks still needed before a retried source is trusted.
@@ -192,6 +203,19 @@ impl Slot {
 
     fn show_up(&self) {
         self.metrics.up.set(f64::from(u8::from(self.is_up())));
+        self.metrics
+            .available
+            .set(f64::from(u8::from(!self.absent)));
+    }
+
+    /// Whether a failure of this kind says the source is not on this
+    /// machine (see `absent`).
+    fn note_absence(&mut self, kind: ErrorKind) {
+        let missing = matches!(
+            kind,
+            ErrorKind::NotFound | ErrorKind::Unsupported | ErrorKind::DeviceGone
+        );
+        self.absent = !self.ever_read && missing;
     }
 
     /// Opens the source; a failure is counted, and logged once per change.
@@ -213,6 +237,7 @@ impl Slot {
             }
             Err(e) => {
                 self.metrics.read_errors[e.kind() as usize].increment(1);
+                self.note_absence(e.kind());
                 Err(e)
             }
         }
@@ -232,6 +257,7 @@ impl Slot {
 
     fn note_error(&mut self, e: &SourceError) {
         self.metrics.read_errors[e.kind() as usize].increment(1);
+        self.note_absence(e.kind());
         self.log_error(e);
     }
 
@@ -291,6 +317,10 @@ impl Slot {
             let mut got = 0;
             let result = source.fill(&mut block, &mut got);
             read += got as u64;
+            if got > 0 {
+                self.ever_read = true;
+                self.absent = false;
+            }
             if let Some(status) = status {
                 status.beat();
             }
@@ -504,6 +534,8 @@ impl SourcePool {
                 ),
                 assessed_once: false,
                 last_error: None,
+                ever_read: false,
+                absent: false,
                 failed_by_tests: false,
                 probe_left: 0,
                 // Before an open succeeds, the path itself says.

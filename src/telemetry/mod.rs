@@ -32,7 +32,7 @@ pub fn describe() {
     );
     describe_gauge!(
         BUILD_INFO,
-        "Always 1; the version label says which build runs."
+        "Always 1; the version, commit and target labels say which build runs."
     );
     describe_counter!(
         SOURCE_BYTES_READ,
@@ -46,6 +46,10 @@ pub fn describe() {
     describe_gauge!(
         SOURCE_UP,
         "1 while the source is open and trusted by the health policy, else 0."
+    );
+    describe_gauge!(
+        SOURCE_AVAILABLE,
+        "0 while nothing was read from the source since start and it is not on this machine (no such device, no driver, an instruction the CPU lacks), else 1."
     );
     describe_histogram!(
         SOURCE_READ_DURATION,

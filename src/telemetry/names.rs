@@ -8,6 +8,7 @@ pub const BUILD_INFO: &str = "random_refresher_build_info";
 pub const SOURCE_BYTES_READ: &str = "random_refresher_source_bytes_read_total";
 pub const SOURCE_READ_ERRORS: &str = "random_refresher_source_read_errors_total";
 pub const SOURCE_UP: &str = "random_refresher_source_up";
+pub const SOURCE_AVAILABLE: &str = "random_refresher_source_available";
 pub const SOURCE_READ_DURATION: &str = "random_refresher_source_read_duration_seconds";
 pub const HEALTH_BLOCKS: &str = "random_refresher_health_blocks_total";
 pub const HEALTH_TEST_FAILURES: &str = "random_refresher_health_test_failures_total";

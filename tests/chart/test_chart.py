@@ -401,7 +401,12 @@ ALERT_CASES = {
     ]),
     "RandomRefresherSourceDown": ("node", "down", [
         ('random_refresher_source_up{source="s",node="down"}', "0x120"),
+        ('random_refresher_source_available{source="s",node="down"}', "1x120"),
         ('random_refresher_source_up{source="s",node="up"}', "1x120"),
+        ('random_refresher_source_available{source="s",node="up"}', "1x120"),
+        # A source the node never had: unavailable, and no page.
+        ('random_refresher_source_up{source="s",node="never-had"}', "0x120"),
+        ('random_refresher_source_available{source="s",node="never-had"}', "0x120"),
     ]),
     "RandomRefresherCrngNotReady": ("node", "unready", [
         ('random_refresher_kernel_crng_ready{node="unready"}', "0x120"),
