@@ -786,3 +786,112 @@ fn a_source_never_there_is_unavailable_and_one_that_stopped_is_down() {
         (Some(1.0), Some(1.0))
     );
 }
+
+/// The series a daemon in the chart's default shape exports once its first
+/// assessment is in (one device source, the kernel sink, no push, no
+/// quarantine), per family: the cardinality budget, 94 series a node. A new
+/// family, label value or bucket changes what every node of a fleet costs
+/// its Prometheus, so it must show here (and in docs/metrics.md's cost)
+/// rather than grow unnoticed.
+const SERIES_BUDGET: &[(&str, usize)] = &[
+    ("process_cpu_seconds_total", 1),
+    ("process_max_fds", 1),
+    ("process_open_fds", 1),
+    ("process_resident_memory_bytes", 1),
+    ("process_start_time_seconds", 1),
+    ("process_threads", 1),
+    ("process_virtual_memory_bytes", 1),
+    ("process_virtual_memory_max_bytes", 1),
+    ("random_refresher_build_info", 1),
+    ("random_refresher_cycles_total", 2),
+    ("random_refresher_entropy_credited_bytes_total", 1),
+    ("random_refresher_health_blocks_total", 2),
+    ("random_refresher_health_test_failures_total", 8),
+    ("random_refresher_hwrng_current_info", 1),
+    ("random_refresher_hwrng_quality", 1),
+    ("random_refresher_kernel_crng_ready", 1),
+    ("random_refresher_kernel_crng_ready_boot_time_seconds", 1),
+    ("random_refresher_kernel_entropy_available_bytes", 1),
+    ("random_refresher_kernel_pool_size_bytes", 1),
+    ("random_refresher_kernel_reseeds_skipped_total", 1),
+    ("random_refresher_kernel_reseeds_total", 1),
+    ("random_refresher_last_refresh_timestamp_seconds", 1),
+    (
+        "random_refresher_min_entropy_assessment_duration_seconds_bucket",
+        10,
+    ),
+    (
+        "random_refresher_min_entropy_assessment_duration_seconds_count",
+        1,
+    ),
+    (
+        "random_refresher_min_entropy_assessment_duration_seconds_sum",
+        1,
+    ),
+    ("random_refresher_min_entropy_claimed_per_byte", 1),
+    ("random_refresher_min_entropy_estimate_per_byte", 1),
+    ("random_refresher_min_entropy_estimator_per_symbol", 17),
+    ("random_refresher_sink_bytes_total", 1),
+    ("random_refresher_sink_errors_total", 1),
+    ("random_refresher_source_available", 1),
+    ("random_refresher_source_bytes_read_total", 1),
+    ("random_refresher_source_read_duration_seconds_bucket", 15),
+    ("random_refresher_source_read_duration_seconds_count", 1),
+    ("random_refresher_source_read_duration_seconds_sum", 1),
+    ("random_refresher_source_read_errors_total", 10),
+    ("random_refresher_source_up", 1),
+];
+
+#[test]
+fn a_default_daemon_exports_exactly_its_series_budget() {
+    if !require_root() {
+        return;
+    }
+    let dir = temp_dir();
+    let src = good_file(dir.path(), 1200, 100);
+    // A window of 65,536 samples fills in three cycles, and every
+    // estimator applies to it, as at the default 1,000,000.
+    let daemon = Daemon::start(&[
+        "--source",
+        &src,
+        "--sink",
+        "kernel",
+        "--batch-size",
+        "25000",
+        "--estimate-window",
+        "65536",
+        "--estimate-every",
+        "1",
+        "--interval",
+        "300ms",
+        "--metrics-label",
+        "node=worker-1",
+    ]);
+    let text = eventually(BOUND, || {
+        let text = daemon.get("/metrics").1;
+        text.contains("random_refresher_min_entropy_estimator_per_symbol{")
+            .then_some(text)
+    })
+    .expect("no assessment");
+    // Once more: the first scrape may have caught the estimators being set.
+    std::thread::sleep(Duration::from_millis(100));
+    let text = daemon.get("/metrics").1;
+    assert!(!text.is_empty(), "{text}");
+    let mut found = std::collections::BTreeMap::<String, usize>::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let family = line.split(['{', ' ']).next().unwrap();
+        *found.entry(family.to_owned()).or_default() += 1;
+    }
+    let budget: std::collections::BTreeMap<String, usize> = SERIES_BUDGET
+        .iter()
+        .map(|(f, n)| (f.to_string(), *n))
+        .collect();
+    assert_eq!(found, budget, "the series a default daemon exports changed");
+    assert_eq!(found.values().sum::<usize>(), 94);
+    // What one scrape costs on the wire, uncompressed (HELP and TYPE lines
+    // are most of it): about 14 KB.
+    assert!(text.len() < 16_000, "{} bytes a scrape", text.len());
+}
