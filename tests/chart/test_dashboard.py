@@ -194,7 +194,9 @@ def fleet(tmp_path_factory):
         "good": ["--source", good, "--min-entropy", "7", "--metrics-label", "node=good"] + quarantine("good", good),
         "zeros": ["--source", zeros, "--metrics-label", "node=zeros"] + quarantine("zeros", zeros),
         "weak": ["--source", weak, "--metrics-label", "node=weak"],
-        None: ["--source", silent],  # no node label
+        # No node label; and first a source this machine does not have,
+        # which is unavailable, not down.
+        None: ["--source", str(tmp / "no-such-device"), "--source", silent],
     }
     ports = {name: free_port() for name in daemons}
     stuck = f"127.0.0.1:{ports[None]}"
@@ -328,15 +330,19 @@ def test_the_stat_panels_are_red_for_the_fleet_and_green_for_the_healthy_node(fl
     stats = panels(dashboard(), "stat")
 
     def colours(node):
-        out = {}
+        out, values = {}, {}
         for p in stats:
             result = fleet.query(as_grafana_sends(p["targets"][0]["expr"], node))
             assert len(result) == 1, (p["title"], result)
-            out[p["title"]] = colour(p["fieldConfig"]["defaults"]["thresholds"]["steps"], float(result[0]["value"][1]))
-        return out
-    assert colours(["good"]) == {p["title"]: "green" for p in stats}
-    everyone = colours(None)
-    assert everyone == {p["title"]: "green" if p["title"] == "CRNG not ready" else "red" for p in stats}, everyone
+            values[p["title"]] = float(result[0]["value"][1])
+            out[p["title"]] = colour(p["fieldConfig"]["defaults"]["thresholds"]["steps"], values[p["title"]])
+        return out, values
+    assert colours(["good"])[0] == {p["title"]: "green" for p in stats}
+    everyone, values = colours(None)
+    assert everyone == {p["title"]: "green" if p["title"] == "CRNG not ready" else "red" for p in stats}, values
+    # The zeros and the silent FIFO; not the source the unlabeled node lacks.
+    assert values["Sources down"] == 2 and values["RNGs quarantined"] == 1, values
+    assert values["Worst failing-block ratio (1h)"] == 1, values
 
 
 def test_the_quarantine_panel_names_the_quarantined_node_and_rng(fleet):
