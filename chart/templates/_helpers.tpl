@@ -256,7 +256,8 @@ seccompProfile:
 {{- with .Values.refresher.entropyPerByte }}
 - --entropy-per-byte={{ . }}
 {{- end }}
-- --listen-address={{ .Values.metrics.host }}:{{ .Values.metrics.port }}
+{{- /* Behind kube-rbac-proxy only the sidecar may reach it: the Pod's loopback. */}}
+- --listen-address={{ if include "random-refresher.rbacProxy" . }}127.0.0.1{{ else }}{{ .Values.metrics.host }}{{ end }}:{{ .Values.metrics.port }}
 {{- if include "random-refresher.hostHwrng" . }}
 - --sys-root=/host/sys
 - --hwrng=/host/dev/hwrng
@@ -280,6 +281,49 @@ seccompProfile:
 {{- with .Values.extraArgs }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* Whether the kube-rbac-proxy sidecar fronts the metrics port. The static
+Pod refuses it: the kubelet starts that Pod before any API server exists, and
+it has no ServiceAccount, so the proxy could authenticate no one. */}}
+{{- define "random-refresher.rbacProxy" -}}
+{{- if .Values.kubeRBACProxy.enabled }}
+{{- if .Values.staticPod }}
+{{- fail "kubeRBACProxy.enabled needs the API server and a ServiceAccount token, which the static Pod has neither of: set staticPod=false or kubeRBACProxy.enabled=false" }}
+{{- end }}true
+{{- end }}
+{{- end }}
+
+{{/* The name of the Pod's port that scrapes and probes reach: the daemon's
+own, or the proxy's HTTPS port. */}}
+{{- define "random-refresher.metricsPortName" -}}
+{{- if include "random-refresher.rbacProxy" . }}https-metrics{{ else }}metrics{{ end }}
+{{- end }}
+
+{{/* The kube-rbac-proxy image reference, spelled as the daemon's. */}}
+{{- define "random-refresher.rbacProxyImage" -}}
+{{- $image := .Values.kubeRBACProxy.image }}
+{{- $registry := $image.registry }}
+{{- with .Values.global }}{{ with .imageRegistry }}{{ $registry = . }}{{ end }}{{ end }}
+{{- $repository := $image.repository }}
+{{- if $registry }}{{ $repository = printf "%s/%s" $registry $repository }}{{ end }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repository $image.tag }}
+{{- end }}
+{{- end }}
+
+{{/* A probe (dict "probe" ... "ctx" $): behind the proxy an httpGet probe
+goes to the proxy's port over HTTPS (the kubelet does not verify the
+certificate, and the proxy passes /healthz and /readyz on unauthenticated). */}}
+{{- define "random-refresher.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- if and (include "random-refresher.rbacProxy" .ctx) (kindIs "map" $probe.httpGet) }}
+{{- $_ := set $probe.httpGet "port" "https-metrics" }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- end }}
+{{- toYaml $probe }}
 {{- end }}
 
 {{/* The Pod spec shared by the DaemonSets and the static Pod. The static Pod
@@ -320,6 +364,7 @@ containers:
       {{- with .Values.extraEnv }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
+    {{- if not (include "random-refresher.rbacProxy" .) }}
     ports:
       - name: metrics
         containerPort: {{ .Values.metrics.port }}
@@ -330,13 +375,14 @@ containers:
         {{- else if .Values.hostPort.enabled }}
         hostPort: {{ .Values.hostPort.port }}
         {{- end }}
+    {{- end }}
     {{- with .Values.livenessProbe }}
     livenessProbe:
-      {{- toYaml . | nindent 6 }}
+      {{- include "random-refresher.probe" (dict "probe" . "ctx" $) | nindent 6 }}
     {{- end }}
     {{- with .Values.readinessProbe }}
     readinessProbe:
-      {{- toYaml . | nindent 6 }}
+      {{- include "random-refresher.probe" (dict "probe" . "ctx" $) | nindent 6 }}
     {{- end }}
     resources:
       {{- $resources := deepCopy (default dict .Values.resources) }}
@@ -369,6 +415,54 @@ containers:
         mountPath: /host/sys/class/misc/hw_random
         readOnly: {{ not (include "random-refresher.quarantine" .) }}
       {{- end }}
+  {{- if include "random-refresher.rbacProxy" . }}
+  # TLS and RBAC in front of the daemon, which listens on the Pod's loopback.
+  - name: kube-rbac-proxy
+    image: {{ include "random-refresher.rbacProxyImage" . }}
+    imagePullPolicy: {{ .Values.kubeRBACProxy.image.pullPolicy }}
+    args:
+      - --secure-listen-address=:{{ .Values.kubeRBACProxy.port }}
+      - --upstream=http://127.0.0.1:{{ .Values.metrics.port }}/
+      - --ignore-paths=/healthz,/readyz
+      {{- with .Values.kubeRBACProxy.extraArgs }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+    ports:
+      - name: https-metrics
+        containerPort: {{ .Values.kubeRBACProxy.port }}
+        protocol: TCP
+        {{- if .Values.hostPort.enabled }}
+        hostPort: {{ .Values.hostPort.port }}
+        {{- end }}
+    # The daemon's probes pass through the proxy; these see that it accepts connections.
+    livenessProbe:
+      tcpSocket:
+        port: https-metrics
+      periodSeconds: 30
+      timeoutSeconds: 5
+    readinessProbe:
+      tcpSocket:
+        port: https-metrics
+      periodSeconds: 10
+      timeoutSeconds: 5
+    {{- with .Values.kubeRBACProxy.resources }}
+    resources:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with .Values.kubeRBACProxy.containerSecurityContext }}
+    securityContext:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    volumeMounts:
+      # The ServiceAccount token for TokenReview and SubjectAccessReview,
+      # mounted in this container only: the daemon never sees it.
+      - name: kube-api-access
+        mountPath: /var/run/secrets/kubernetes.io/serviceaccount
+        readOnly: true
+      {{- with .Values.kubeRBACProxy.extraVolumeMounts }}
+      {{- toYaml . | nindent 6 }}
+      {{- end }}
+  {{- end }}
 volumes:
   # The quarantine marker. With the quarantine on it lives in the host's
   # /run: it outlives the Pod (an upgrade, a rescheduling) for as long as
@@ -392,6 +486,27 @@ volumes:
 {{- end }}
 {{- with .Values.extraVolumes }}
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if include "random-refresher.rbacProxy" . }}
+  # What automountServiceAccountToken would mount, for the proxy alone.
+  - name: kube-api-access
+    projected:
+      defaultMode: 420
+      sources:
+        - serviceAccountToken:
+            path: token
+            expirationSeconds: 3607
+        - configMap:
+            name: kube-root-ca.crt
+            items:
+              - key: ca.crt
+                path: ca.crt
+        - downwardAPI:
+            items:
+              - path: namespace
+                fieldRef:
+                  apiVersion: v1
+                  fieldPath: metadata.namespace
 {{- end }}
 {{- if include "random-refresher.hostHwrng" . }}
   - name: host-hwrng
