@@ -895,3 +895,30 @@ fn a_default_daemon_exports_exactly_its_series_budget() {
     // are most of it): about 14 KB.
     assert!(text.len() < 16_000, "{} bytes a scrape", text.len());
 }
+
+#[test]
+fn the_hwrng_is_named_dev_hwrng_by_whatever_path_reaches_it() {
+    use std::os::unix::fs::MetadataExt;
+    if !require_root() {
+        return;
+    }
+    let Ok(hwrng) = std::fs::metadata("/dev/hwrng") else {
+        eprintln!("skipped: no /dev/hwrng");
+        return;
+    };
+    // The chart's /host/dev/hwrng: another node of the same device.
+    let dir = temp_dir();
+    let node = dir.path().join("hwrng");
+    let c = std::ffi::CString::new(node.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, hwrng.rdev()) };
+    assert_eq!(rc, 0, "mknod: {}", std::io::Error::last_os_error());
+    let node = node.display().to_string();
+    let daemon = Daemon::start(&["--source", &node, "--sink", "mix", "--interval", "1h"]);
+    let text = daemon.get("/metrics").1;
+    assert!(
+        text.contains("random_refresher_source_up{source=\"/dev/hwrng\"}"),
+        "{text}"
+    );
+    assert!(!text.contains(&format!("source=\"{node}\"")), "{text}");
+}

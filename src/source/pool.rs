@@ -151,7 +151,12 @@ impl SlotMetrics {
 
 struct Slot {
     spec: SourceSpec,
+    /// The source as given, for the log.
     label: String,
+    /// Its metric label: the same, but `/dev/hwrng` for the kernel's hwrng
+    /// device by whatever path it is reached (`/host/dev/hwrng` in the
+    /// chart), so that one device has one name across a fleet.
+    metric_name: String,
     source: Option<Source>,
     /// Where a regular file was left when it was closed.
     resume: Option<FilePosition>,
@@ -481,6 +486,10 @@ pub struct HwrngStanding {
     pub trusted_passes: u64,
 }
 
+/// The kernel's name of its hwrng device: the metric label of the source
+/// that is that device.
+const HWRNG_NAME: &str = "/dev/hwrng";
+
 /// The sources in failover order.
 pub struct SourcePool {
     slots: Vec<Slot>,
@@ -514,38 +523,46 @@ impl SourcePool {
         let assessor = Arc::new(Assessor::default());
         let mut slots: Vec<Slot> = specs
             .iter()
-            .map(|spec| Slot {
-                spec: spec.clone(),
-                label: spec.to_string(),
-                source: None,
-                resume: None,
-                gate: Gate::new(cutoffs),
-                health: SourceHealth::new(policy),
-                entropy_per_byte: match entropy_per_byte {
-                    Some(Credit::Bits(b)) => b,
-                    _ => kind_claim(spec),
-                },
-                credit_auto: entropy_per_byte == Some(Credit::Auto),
-                credit_stream: credit_streams.contains(spec),
-                assessment: OnlineAssessment::new(
-                    estimate_window,
-                    estimate_every,
-                    Arc::clone(&assessor),
-                ),
-                assessed_once: false,
-                last_error: None,
-                ever_read: false,
-                absent: false,
-                failed_by_tests: false,
-                probe_left: 0,
+            .map(|spec| {
                 // Before an open succeeds, the path itself says.
-                is_hwrng: hwrng.is_some()
-                    && matches!(spec, SourceSpec::Path(p) if FileId::of_path(p).ok() == hwrng),
-                trusted_passes: 0,
-                window_failures: [0; TESTS],
-                blocks_passed: 0,
-                blocks_failed: 0,
-                metrics: SlotMetrics::new(&spec.to_string(), claimed_min_entropy),
+                let is_hwrng = hwrng.is_some()
+                    && matches!(spec, SourceSpec::Path(p) if FileId::of_path(p).ok() == hwrng);
+                let metric_name = match is_hwrng {
+                    true => HWRNG_NAME.to_owned(),
+                    false => spec.to_string(),
+                };
+                Slot {
+                    spec: spec.clone(),
+                    label: spec.to_string(),
+                    source: None,
+                    resume: None,
+                    gate: Gate::new(cutoffs),
+                    health: SourceHealth::new(policy),
+                    entropy_per_byte: match entropy_per_byte {
+                        Some(Credit::Bits(b)) => b,
+                        _ => kind_claim(spec),
+                    },
+                    credit_auto: entropy_per_byte == Some(Credit::Auto),
+                    credit_stream: credit_streams.contains(spec),
+                    assessment: OnlineAssessment::new(
+                        estimate_window,
+                        estimate_every,
+                        Arc::clone(&assessor),
+                    ),
+                    assessed_once: false,
+                    last_error: None,
+                    ever_read: false,
+                    absent: false,
+                    failed_by_tests: false,
+                    probe_left: 0,
+                    is_hwrng,
+                    trusted_passes: 0,
+                    window_failures: [0; TESTS],
+                    blocks_passed: 0,
+                    blocks_failed: 0,
+                    metrics: SlotMetrics::new(&metric_name, claimed_min_entropy),
+                    metric_name,
+                }
             })
             .collect();
         // Each failure is logged only if another source opened: when none
@@ -629,9 +646,9 @@ impl SourcePool {
         info!("sources reopened");
     }
 
-    /// The sources' names, in the pool's order: their metric label.
+    /// The sources' metric labels, in the pool's order.
     pub fn labels(&self) -> Vec<String> {
-        self.slots.iter().map(|s| s.label.clone()).collect()
+        self.slots.iter().map(|s| s.metric_name.clone()).collect()
     }
 
     /// Some source is open and trusted.
