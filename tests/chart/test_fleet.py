@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -22,7 +23,7 @@ import urllib.request
 import pytest
 import yaml
 
-from test_chart import free_port, render, wait_http
+from test_chart import render, wait_http
 from test_dashboard import (as_grafana_sends, binary, colour, dashboard, fake_sysfs, table_columns, the_table,
                             weak_bytes)
 
@@ -84,6 +85,17 @@ class Sim:
                 for a in self.get("/api/v1/alerts")["alerts"] if a["state"] == "firing"}
 
 
+def distinct_ports(names):
+    """A free port for each name, no two the same (each socket held until all are bound)."""
+    with contextlib.ExitStack() as stack:
+        socks = {}
+        for name in names:
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            socks[name] = sock
+        return {name: sock.getsockname()[1] for name, sock in socks.items()}
+
+
 def rules_file(path):
     docs = render(sets=SETS)
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
@@ -130,8 +142,8 @@ def sim(tmp_path_factory):
         # A FIFO with a writer that never writes: nothing delivered.
         SILENT: ["--source", silent, *off],
     })
-    ports = {name: free_port() for name in nodes}
-    prom_port = free_port()
+    ports = distinct_ports(list(nodes) + ["prometheus"])
+    prom_port = ports.pop("prometheus")
     with contextlib.ExitStack() as stack:
         silent_writer = os.open(silent, os.O_RDWR)
         stack.callback(os.close, silent_writer)
@@ -181,7 +193,7 @@ def sim(tmp_path_factory):
         deadline = time.time() + 40
         while s.scalar('count(up{job="random-refresher"} == 1)') != len(nodes):
             if time.time() > deadline:
-                pytest.fail(f"not all {len(nodes)} daemons up: {s.query('up == 0')}")
+                pytest.fail(f"not all {len(nodes)} daemons up: {s.query('count(up == 1)')} {s.query('up == 0')}")
             time.sleep(1)
         # The source goes away at a known time: its writer ends.
         feeder.kill()
