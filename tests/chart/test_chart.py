@@ -465,6 +465,25 @@ def test_every_alert_fires_for_its_series_and_only_for_them(tmp_path):
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_each_alerts_for_and_the_failing_block_window_are_values():
+    def rules(*sets):
+        rule = one(render("monitors-values.yaml", sets=sets), "PrometheusRule")
+        return {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    defaults = {name: r["for"] for name, r in rules().items()}
+    assert defaults == {
+        "RandomRefresherHealthTestsFailing": "15m", "RandomRefresherSourceDown": "5m",
+        "RandomRefresherHwrngQuarantined": "1m", "RandomRefresherEntropyEstimateLow": "30m",
+        "RandomRefresherCrngNotReady": "5m", "RandomRefresherNoRefresh": "5m",
+        "RandomRefresherNotReady": "15m", "RandomRefresherDaemonSetIncomplete": "30m"}
+    assert rules()["RandomRefresherHealthTestsFailing"]["expr"].count("[1h]") == 2
+    short = rules("prometheusRule.for.sourceDown=10s", "prometheusRule.failingBlockWindow=1m")
+    assert short["RandomRefresherSourceDown"]["for"] == "10s"
+    assert short["RandomRefresherHealthTestsFailing"]["expr"].count("[1m]") == 2
+    for bad in ["prometheusRule.for.sourceDown=5 minutes", "prometheusRule.failingBlockWindow=0m",
+                "prometheusRule.for.noSuchAlert=5m"]:
+        assert render("monitors-values.yaml", sets=[bad], check=False).returncode != 0, bad
+
+
 def test_the_entropy_estimate_alert_fires_below_the_claim_less_the_margin(tmp_path):
     rule = one(render("monitors-values.yaml"), "PrometheusRule")
     (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
