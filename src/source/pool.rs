@@ -70,13 +70,19 @@ pub struct PoolOptions {
 pub struct Stopped;
 
 /// What one fill produced: tested bytes at the front of the buffer, and the
-/// entropy they carry by the sources' claims, in total and per source (in
-/// the pool's order, for the credit counted per source).
+/// entropy they carry by the sources' claims, per source in the pool's
+/// order (the credit is counted per source).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Filled {
     pub bytes: usize,
-    pub credit_bits: f64,
     pub credit_bits_by_source: Vec<f64>,
+}
+
+impl Filled {
+    /// The entropy the bytes carry by the sources' claims, in all.
+    pub fn credit_bits(&self) -> f64 {
+        self.credit_bits_by_source.iter().sum()
+    }
 }
 
 /// Metric handles of one source, made once when the pool is built.
@@ -175,13 +181,9 @@ struct Slot {
     last_error: Option<ErrorKind>,
     /// Some byte was read since start.
     ever_read: bool,
-    /// Not on this machine as far as this run knows: nothing was ever read
-    /// and the last failure said the source is not there (no such device,
-    /// an instruction the CPU lacks, a device without its driver). Shown as
-    /// unavailable rather than down, so that listing a source some nodes
-    /// of a fleet lack does not page for them; one that was read and then
-    /// stopped is down.
-    absent: bool,
+    /// The last failure said the source is not there: no such device, an
+    /// instruction the CPU lacks, a device without its driver.
+    last_failure_missing: bool,
     /// Marked failed by the health tests (not by a read error).
     failed_by_tests: bool,
     /// Passing blocks still needed before a retried source is trusted.
@@ -210,17 +212,24 @@ impl Slot {
         self.metrics.up.set(f64::from(u8::from(self.is_up())));
         self.metrics
             .available
-            .set(f64::from(u8::from(!self.absent)));
+            .set(f64::from(u8::from(!self.is_absent())));
     }
 
-    /// Whether a failure of this kind says the source is not on this
-    /// machine (see `absent`).
+    /// Not on this machine as far as this run knows: nothing was ever read
+    /// and the last failure said it is not there. Shown as unavailable
+    /// rather than down, so that listing a source some nodes of a fleet
+    /// lack does not page for them; one that was read and then stopped is
+    /// down.
+    fn is_absent(&self) -> bool {
+        !self.ever_read && self.last_failure_missing
+    }
+
+    /// Records whether a failure of this kind says the source is not there.
     fn note_absence(&mut self, kind: ErrorKind) {
-        let missing = matches!(
+        self.last_failure_missing = matches!(
             kind,
             ErrorKind::NotFound | ErrorKind::Unsupported | ErrorKind::DeviceGone
         );
-        self.absent = !self.ever_read && missing;
     }
 
     /// Opens the source; a failure is counted, and logged once per change.
@@ -307,8 +316,13 @@ impl Slot {
 
     /// Reads and tests blocks until `out` is full of released blocks, the
     /// source fails a read, or the policy gives up on it. Returns the bytes
-    /// released into the front of `out`.
-    fn fill(&mut self, out: &mut [u8], status: Option<&LoopStatus>) -> Result<Filled, Stopped> {
+    /// released into the front of `out`, and the bits they carry by the
+    /// source's claim.
+    fn fill(
+        &mut self,
+        out: &mut [u8],
+        status: Option<&LoopStatus>,
+    ) -> Result<(usize, f64), Stopped> {
         let started = Instant::now();
         let mut block = [0u8; BLOCK_BYTES];
         let (mut written, mut read, mut credit_bits) = (0, 0u64, 0.0);
@@ -322,10 +336,7 @@ impl Slot {
             let mut got = 0;
             let result = source.fill(&mut block, &mut got);
             read += got as u64;
-            if got > 0 {
-                self.ever_read = true;
-                self.absent = false;
-            }
+            self.ever_read |= got > 0;
             if let Some(status) = status {
                 status.beat();
             }
@@ -375,11 +386,7 @@ impl Slot {
         self.metrics
             .read_duration
             .record(started.elapsed().as_secs_f64());
-        result.map(|()| Filled {
-            bytes: written,
-            credit_bits,
-            credit_bits_by_source: Vec::new(),
-        })
+        result.map(|()| (written, credit_bits))
     }
 
     fn read_failed(&mut self, e: &SourceError) {
@@ -552,7 +559,7 @@ impl SourcePool {
                     assessed_once: false,
                     last_error: None,
                     ever_read: false,
-                    absent: false,
+                    last_failure_missing: false,
                     failed_by_tests: false,
                     probe_left: 0,
                     is_hwrng,
@@ -626,10 +633,9 @@ impl SourcePool {
             if retry_starts {
                 slot.probe_left = PROBE_BLOCKS;
             }
-            let got = slot.fill(&mut out[filled.bytes..], status)?;
-            filled.bytes += got.bytes;
-            filled.credit_bits += got.credit_bits;
-            filled.credit_bits_by_source[i] += got.credit_bits;
+            let (bytes, credit_bits) = slot.fill(&mut out[filled.bytes..], status)?;
+            filled.bytes += bytes;
+            filled.credit_bits_by_source[i] += credit_bits;
             slot.show_up();
         }
         Ok(filled)
@@ -852,7 +858,7 @@ mod tests {
         let mut out = vec![0u8; 2 * BLOCK_BYTES];
         // Start-up, then two windows of 4096 samples: nothing credited yet.
         let first = p.fill(&mut out, None).unwrap();
-        assert_eq!((first.bytes, first.credit_bits), (2 * BLOCK_BYTES, 0.0));
+        assert_eq!((first.bytes, first.credit_bits()), (2 * BLOCK_BYTES, 0.0));
         let slot = &mut p.slots[0];
         let started = Instant::now();
         // The window's assessment runs on its own thread; wait for it.
@@ -870,7 +876,7 @@ mod tests {
         // Each block is credited by the newest assessment known when it is
         // released: the one above, or a newer one of the following window.
         let newest = p.slots[0].assessment.last().unwrap().assessed;
-        let per_byte = next.credit_bits / next.bytes as f64;
+        let per_byte = next.credit_bits() / next.bytes as f64;
         assert!(
             per_byte > 0.0 && per_byte <= assessed.max(newest) + 1e-12,
             "{per_byte} {assessed} {newest}"
