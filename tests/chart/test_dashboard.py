@@ -144,6 +144,21 @@ def weak_bytes(n):
     return bytes(out)
 
 
+def write_inputs(tmp, good_bytes, weak_len):
+    """The daemons' input files in `tmp`: tested bytes (`once` delivers only
+    blocks that passed, so a daemon reading them fails none), weak bytes,
+    and zeros. Returns their paths."""
+    good, weak, zeros = (str(tmp / n) for n in ("good.bin", "weak.bin", "zeros.bin"))
+    with open(good, "wb") as f:
+        subprocess.run([binary(), "once", "--source", "rdrand", "--sink", "stdout", "--batch-size", str(good_bytes)],
+                       stdout=f, stderr=subprocess.DEVNULL, check=True)
+    with open(weak, "wb") as f:
+        f.write(weak_bytes(weak_len))
+    with open(zeros, "wb") as f:
+        f.write(bytes(1_000_000))
+    return good, weak, zeros
+
+
 def fake_sysfs(path):
     hw = os.path.join(path, "class/misc/hw_random")
     os.makedirs(hw)
@@ -169,16 +184,9 @@ class Fleet:
 def fleet(tmp_path_factory):
     prometheus = os.environ.get("RR_PROMETHEUS") or shutil.which("prometheus") or pytest.fail("no prometheus")
     tmp = tmp_path_factory.mktemp("fleet")
-    good, weak, zeros, silent = (str(tmp / n) for n in ("good.bin", "weak.bin", "zeros.bin", "silent.fifo"))
-    # Tested bytes (`once` delivers only blocks that passed), so the healthy
-    # daemon fails none of them; 20 MB outlast the test at 500 kB a second.
-    with open(good, "wb") as f:
-        subprocess.run([binary(), "once", "--source", "rdrand", "--sink", "stdout", "--batch-size", "20000000"],
-                       stdout=f, stderr=subprocess.DEVNULL, check=True)
-    with open(weak, "wb") as f:
-        f.write(weak_bytes(20_000_000))
-    with open(zeros, "wb") as f:
-        f.write(bytes(1_000_000))
+    # 20 MB outlast the test at 500 kB a second.
+    good, weak, zeros = write_inputs(tmp, 20_000_000, 20_000_000)
+    silent = str(tmp / "silent.fifo")
     # A FIFO with a writer that never writes: every read times out.
     os.mkfifo(silent)
     fifo_writer = os.open(silent, os.O_RDWR)

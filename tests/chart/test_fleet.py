@@ -25,7 +25,7 @@ import yaml
 
 from test_chart import render, wait_http
 from test_dashboard import (as_grafana_sends, binary, colour, dashboard, fake_sysfs, table_columns, the_table,
-                            weak_bytes)
+                            write_inputs)
 
 HEALTHY = 100
 FOR = "5s"
@@ -110,17 +110,10 @@ def sim(tmp_path_factory):
     prometheus = os.environ.get("RR_PROMETHEUS") or shutil.which("prometheus") or pytest.fail("no prometheus")
     tmp = tmp_path_factory.mktemp("sim")
     rules = rules_file(tmp / "rules.yaml")
-    good, weak, zeros, silent, vanishing = (str(tmp / n) for n in
-                                            ("good.bin", "weak.bin", "zeros.bin", "silent.fifo", "vanishing.fifo"))
     # Tested bytes, so no healthy node fails a block: 2500 bytes a second
     # for four minutes, and some.
-    with open(good, "wb") as f:
-        subprocess.run([binary(), "once", "--source", "rdrand", "--sink", "stdout", "--batch-size", "1000000"],
-                       stdout=f, stderr=subprocess.DEVNULL, check=True)
-    with open(weak, "wb") as f:
-        f.write(weak_bytes(8_000_000))
-    with open(zeros, "wb") as f:
-        f.write(bytes(1_000_000))
+    good, weak, zeros = write_inputs(tmp, 1_000_000, 8_000_000)
+    silent, vanishing = (str(tmp / n) for n in ("silent.fifo", "vanishing.fifo"))
     os.mkfifo(silent)
     os.mkfifo(vanishing)
     fast = ["--sink", "stdout", "--interval", "1s", "--read-timeout", "1s", "--retry-initial", "1s",
