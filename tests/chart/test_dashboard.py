@@ -144,6 +144,21 @@ def weak_bytes(n):
     return bytes(out)
 
 
+def stop_processes(procs):
+    """SIGTERM to every process (SIGCONT first, for one a test stopped),
+    then a wait of 10 s each before SIGKILL."""
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError):
+            p.send_signal(signal.SIGCONT)
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
 def write_inputs(tmp, good_bytes, weak_len):
     """The daemons' input files in `tmp`: tested bytes (`once` delivers only
     blocks that passed, so a daemon reading them fails none), weak bytes,
@@ -214,16 +229,7 @@ def fleet(tmp_path_factory):
         sink = stack.enter_context(open(os.devnull, "wb"))  # write-only, as a shell's >/dev/null
         procs = []
 
-        def stop_all():
-            for p in procs:
-                p.send_signal(signal.SIGTERM)
-            for p in procs:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        stack.callback(stop_all)
+        stack.callback(stop_processes, procs)
         for name, args in daemons.items():
             log = open(tmp / f"{name or 'stuck'}.log", "wb")
             stack.callback(log.close)

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from test_chart import render, wait_http
-from test_dashboard import (as_grafana_sends, binary, colour, dashboard, fake_sysfs, table_columns, the_table,
-                            write_inputs)
+from test_dashboard import (as_grafana_sends, binary, colour, dashboard, fake_sysfs, stop_processes,
+                            table_columns, the_table, write_inputs)
 
 HEALTHY = 100
 FOR = "5s"
@@ -147,17 +147,7 @@ def sim(tmp_path_factory):
         procs = {}
 
         def stop_all():
-            everyone = [feeder, *procs.values()]
-            for p in everyone:
-                with contextlib.suppress(ProcessLookupError):
-                    p.send_signal(signal.SIGCONT)
-                    p.send_signal(signal.SIGTERM)
-            for p in everyone:
-                try:
-                    p.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_processes([feeder, *procs.values()])
         stack.callback(stop_all)
         logs = tmp / "logs"
         logs.mkdir()
