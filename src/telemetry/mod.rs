@@ -6,6 +6,7 @@ pub mod http;
 pub mod names;
 pub mod push;
 pub mod systemd;
+pub mod web_config;
 
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use names::*;
