@@ -36,7 +36,7 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Run(args) => run(&args),
         Command::Once(args) => once(&args),
         Command::Check(args) => check(&args),
-        Command::Probe(args) => probe(&args.url, args.timeout),
+        Command::Probe(args) => probe(&probe_url(&args), args.timeout),
         Command::Sources(args) => sources(&args),
         Command::Quarantine(args) => quarantine(&args),
     };
@@ -306,18 +306,28 @@ fn run(args: &RefreshArgs) -> u8 {
         },
         ListenAddress::Off => None,
     };
+    // Read while privileges are still held: the key may be root's alone.
+    let (tls, users) = match web_config(args) {
+        Ok(locked) => locked,
+        Err(code) => return code,
+    };
     let mut s = match start(args) {
         Ok(s) => s,
         Err(code) => return code,
     };
     if let Some(listener) = listener {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let basic_auth = users.is_some();
         let state = HttpState {
             exporter: Arc::clone(&s.exporter),
             status: Arc::clone(&s.status),
             liveness_limit: s.liveness_limit,
+            users,
         };
-        match http::spawn(listener, state) {
-            Ok(bound) => info!(address = %bound, "serving /metrics, /healthz and /readyz"),
+        match http::spawn(listener, state, tls) {
+            Ok(bound) => {
+                info!(address = %bound, scheme, basic_auth, "serving /metrics, /healthz and /readyz")
+            }
             Err(e) => {
                 s.refresher.finish();
                 return fail(EXIT_FAILED, &format!("cannot start the HTTP server: {e}"));
@@ -343,6 +353,42 @@ fn run(args: &RefreshArgs) -> u8 {
         }
         Err(e) => fail(EXIT_FAILED, &e.to_string()),
     }
+}
+
+/// The metrics port's TLS and users from `--web-config-file`, if given;
+/// a file that does not load stops the start (exit 2, one line).
+fn web_config(
+    args: &RefreshArgs,
+) -> Result<
+    (
+        Option<http::TlsReloader>,
+        Option<crate::telemetry::web_config::Users>,
+    ),
+    u8,
+> {
+    let Some(path) = &args.telemetry.web_config_file else {
+        return Ok((None, None));
+    };
+    let shown = path.display();
+    let refuse =
+        |e: &dyn std::fmt::Display| fail(EXIT_CONFIG, &format!("--web-config-file {shown}: {e}"));
+    let config = crate::telemetry::web_config::load(path).map_err(|e| refuse(&e))?;
+    if args.telemetry.listen_address == ListenAddress::Off {
+        return Err(refuse(
+            &"there is no server to lock: --listen-address is none",
+        ));
+    }
+    let tls = config
+        .tls
+        .map(http::TlsReloader::new)
+        .transpose()
+        .map_err(|e| refuse(&e))?;
+    if tls.is_none() && config.users.is_some() {
+        warn!(
+            "--web-config-file: basic auth without tls_server_config sends the passwords in the clear"
+        );
+    }
+    Ok((tls, config.users))
 }
 
 /// `quarantine`: what the marker holds, and `--release` to lift it by hand.
@@ -439,10 +485,36 @@ fn check(args: &CheckArgs) -> u8 {
     }
 }
 
+/// The URL given, else the daemon's default address, over https when its
+/// web configuration file (from the shared environment) turns TLS on.
+fn probe_url(args: &crate::cli::ProbeArgs) -> String {
+    if let Some(url) = &args.url {
+        return url.clone();
+    }
+    let tls = args
+        .web_config_file
+        .as_deref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
+        .and_then(|text| crate::telemetry::web_config::parse(&text, "/".as_ref()).ok())
+        .is_some_and(|c| c.tls.is_some());
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://127.0.0.1:9742/healthz")
+}
+
 /// `probe`: GET a URL and succeed on 200, for a container HEALTHCHECK.
+/// An https:// URL is fetched without checking the certificate, as the
+/// kubelet's HTTPS probe does: it asks the daemon on this host whether it
+/// lives, it does not decide whom to trust.
 fn probe(url: &str, timeout: std::time::Duration) -> u8 {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .root_certs(ureq::tls::RootCerts::Specific(Arc::new(Vec::new())))
+        .disable_verification(true)
+        .build();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
+        .tls_config(tls)
         .build()
         .into();
     match agent.get(url).call() {

@@ -64,13 +64,14 @@ pub struct QuarantineArgs {
 
 #[derive(Clone, Debug, Args)]
 pub struct ProbeArgs {
-    /// The URL to GET.
-    #[arg(
-        long,
-        default_value = "http://127.0.0.1:9742/healthz",
-        env = "RANDOM_REFRESHER_PROBE_URL"
-    )]
-    pub url: String,
+    /// The URL to GET; default http://127.0.0.1:9742/healthz, or https://
+    /// when RANDOM_REFRESHER_WEB_CONFIG_FILE names a file with TLS (the
+    /// environment a container's daemon and its HEALTHCHECK share).
+    #[arg(long, env = "RANDOM_REFRESHER_PROBE_URL")]
+    pub url: Option<String>,
+    /// The daemon's web configuration file, for the default URL's scheme.
+    #[arg(long, hide = true, env = "RANDOM_REFRESHER_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
     /// How long to wait for the answer.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = positive_duration,
           env = "RANDOM_REFRESHER_PROBE_TIMEOUT")]
@@ -86,6 +87,13 @@ pub struct TelemetryArgs {
     #[arg(long, value_name = "ADDR", default_value = "[::]:9742", value_parser = listen_address,
           env = "RANDOM_REFRESHER_LISTEN_ADDRESS")]
     pub listen_address: ListenAddress,
+
+    /// Lock the metrics port (`run` only) with a web configuration file in
+    /// the Prometheus exporter-toolkit format, node_exporter's
+    /// --web.config.file: TLS certificate and key, optional client CA,
+    /// basic-auth users with bcrypt hashes. /healthz and /readyz stay open.
+    #[arg(long, value_name = "FILE", env = "RANDOM_REFRESHER_WEB_CONFIG_FILE")]
+    pub web_config_file: Option<std::path::PathBuf>,
 
     /// Push the metrics to this Prometheus Pushgateway (http://host:9091).
     #[arg(long, value_name = "URL", value_parser = gateway_url, env = "RANDOM_REFRESHER_PUSH_GATEWAY")]
@@ -501,10 +509,11 @@ impl Cli {
 
 /// The options `once` shares with `run` through [`RefreshArgs`] but has no
 /// use for: it runs one cycle, serves nothing and pushes once.
-const RUN_ONLY: [&str; 4] = [
+const RUN_ONLY: [&str; 5] = [
     "interval",
     "max_failed_cycles",
     "listen_address",
+    "web_config_file",
     "push_interval",
 ];
 

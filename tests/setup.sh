@@ -16,8 +16,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # rngtest from Debian's rng-tools5 (the reference with the old runs-test
-# bookkeeping), setpriv to drop capabilities, mkfifo, the metrics servers.
-apt_install rng-tools5 util-linux coreutils prometheus prometheus-pushgateway
+# bookkeeping), setpriv to drop capabilities, mkfifo, the metrics servers;
+# openssl, curl and htpasswd make and try the locked metrics port's files.
+apt_install rng-tools5 util-linux coreutils prometheus prometheus-pushgateway openssl curl apache2-utils
 
 # rngtest with the runs-test fix (as upstream rng-tools 6.11 has it), from
 # rng-tools-debian. Only its rngtest binary is extracted: installing the

@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 use random_refresher::kernel::KernelPaths;
 use random_refresher::telemetry::LoopStatus;
 use random_refresher::telemetry::exporter::Exporter;
-use random_refresher::telemetry::http::{HttpState, Parsed, parse, route};
+use random_refresher::telemetry::http::{HttpState, Parsed, parse, respond};
 
 fn state() -> &'static HttpState {
     static STATE: OnceLock<HttpState> = OnceLock::new();
@@ -18,15 +18,16 @@ fn state() -> &'static HttpState {
         exporter: Arc::new(Exporter::install(&[], KernelPaths::new("/proc".as_ref(), "/sys".as_ref())).unwrap()),
         status: Arc::new(LoopStatus::default()),
         liveness_limit: Duration::from_secs(60),
+        users: None,
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    if let Parsed::Complete { method, path, .. } = parse(data) {
-        let r = route(&method, &path, state());
-        assert!(matches!(r.status, 200 | 404 | 405 | 503), "{} for {method} {path}", r.status);
+    if let Parsed::Complete(request) = parse(data) {
+        let r = respond(&request, state());
+        assert!(matches!(r.status, 200 | 404 | 405 | 503), "{} for {request:?}", r.status);
         if r.status == 405 {
-            assert!(r.allow);
+            assert_eq!(r.header, "Allow: GET, HEAD\r\n");
         }
     }
 });

@@ -18,6 +18,11 @@
 //! 503 without a thread. The first eviction of a slow client in a while is
 //! logged, so that a flood shows.
 //!
+//! With a web configuration file (`--web-config-file`, see
+//! [`super::web_config`]) each connection is TLS, by rustls, its handshake
+//! inside the same request deadline, and every path but the probes needs a
+//! Basic-auth user (401 with a challenge otherwise).
+//!
 //! A small crate (`tiny_http`) was weighed against this: it adds a thread
 //! pool and its own buffering but no request deadline, no connection
 //! ceiling and no eviction, which are the point here (see docs/metrics.md).
@@ -33,6 +38,8 @@ use tracing::{debug, info, warn};
 
 use super::LoopStatus;
 use super::exporter::Exporter;
+pub use super::web_config::TlsReloader;
+use super::web_config::Users;
 
 /// Most connections served at once; fewer when the descriptor limit is
 /// low (see [`connection_ceiling`]). Past the ceiling a connection without
@@ -79,6 +86,19 @@ pub struct HttpState {
     pub status: Arc<LoopStatus>,
     /// `/healthz` fails when the loop's last sign of life is older.
     pub liveness_limit: Duration,
+    /// Basic-auth users every path but the probes needs; None: open.
+    pub users: Option<Users>,
+}
+
+/// A request as the router sees it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The `Authorization` header, if sent.
+    pub authorization: Option<String>,
+    /// The announced body length (never read).
+    pub content_length: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -86,7 +106,8 @@ pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub body: String,
-    pub allow: bool,
+    /// One more header line (`Allow`, `WWW-Authenticate`), with its CRLF.
+    pub header: &'static str,
 }
 
 impl Response {
@@ -95,7 +116,7 @@ impl Response {
             status,
             content_type: "text/plain; charset=utf-8",
             body: body.into(),
-            allow: false,
+            header: "",
         }
     }
 }
@@ -159,18 +180,28 @@ fn bind_dual_stack(addr: std::net::SocketAddrV6) -> std::io::Result<TcpListener>
     Ok(TcpListener::from(fd))
 }
 
-/// Starts serving on `listener`; returns the bound address.
-pub fn spawn(listener: TcpListener, state: HttpState) -> std::io::Result<SocketAddr> {
+/// Starts serving on `listener`, over TLS when `tls` is given; returns the
+/// bound address.
+pub fn spawn(
+    listener: TcpListener,
+    state: HttpState,
+    tls: Option<TlsReloader>,
+) -> std::io::Result<SocketAddr> {
     let local = listener.local_addr()?;
     let state = Arc::new(state);
     let ceiling = nofile_limit().map_or(MAX_CONNECTIONS, connection_ceiling);
     std::thread::Builder::new()
         .name("http-accept".into())
-        .spawn(move || accept_loop(&listener, &state, ceiling))?;
+        .spawn(move || accept_loop(&listener, &state, ceiling, tls))?;
     Ok(local)
 }
 
-fn accept_loop(listener: &TcpListener, state: &Arc<HttpState>, ceiling: usize) {
+fn accept_loop(
+    listener: &TcpListener,
+    state: &Arc<HttpState>,
+    ceiling: usize,
+    mut tls: Option<TlsReloader>,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     let waiting = Arc::new(Waiting::default());
     let mut backoff = ACCEPT_BACKOFF_FIRST;
@@ -198,7 +229,7 @@ fn accept_loop(listener: &TcpListener, state: &Arc<HttpState>, ceiling: usize) {
         if active.load(Ordering::Acquire) >= ceiling {
             match waiting.evict() {
                 None => {
-                    busy(stream);
+                    busy(stream, tls.is_some());
                     continue;
                 }
                 Some(Evicted::Slow) if last_eviction.is_none_or(|t| t.elapsed() >= FLOOD_QUIET) => {
@@ -212,9 +243,10 @@ fn accept_loop(listener: &TcpListener, state: &Arc<HttpState>, ceiling: usize) {
             }
         }
         let Ok(handle) = stream.try_clone() else {
-            busy(stream);
+            busy(stream, tls.is_some());
             continue;
         };
+        let tls_config = tls.as_mut().map(TlsReloader::current);
         let sent = Arc::new(AtomicBool::new(false));
         waiting.push(id, handle, Arc::clone(&sent));
         active.fetch_add(1, Ordering::AcqRel);
@@ -230,7 +262,9 @@ fn accept_loop(listener: &TcpListener, state: &Arc<HttpState>, ceiling: usize) {
             .name("http-conn".into())
             .stack_size(256 * 1024)
             .spawn(move || {
-                serve(stream, &state, &sent, || slot.waiting.remove(slot.id));
+                if let Some(conn) = Conn::new(stream, tls_config) {
+                    serve(conn, &state, &sent, || slot.waiting.remove(slot.id));
+                }
                 drop(slot);
             });
         if let Err(e) = spawned {
@@ -316,7 +350,12 @@ fn pending_bytes(stream: &TcpStream) -> i32 {
     if rc == 0 { n } else { 0 }
 }
 
-fn busy(mut stream: TcpStream) {
+/// Turns a newcomer away: 503 in plain HTTP; over TLS the connection is
+/// only closed, as a handshake would cost more than the answer is worth.
+fn busy(mut stream: TcpStream, tls: bool) {
+    if tls {
+        return;
+    }
     let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
     let _ = write_response(
         &mut stream,
@@ -325,21 +364,83 @@ fn busy(mut stream: TcpStream) {
     );
 }
 
-fn serve(mut stream: TcpStream, state: &HttpState, sent: &AtomicBool, head_read: impl FnOnce()) {
-    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+/// One connection, in plain HTTP or TLS.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn new(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>) -> Option<Self> {
+        match tls {
+            None => Some(Self::Plain(stream)),
+            Some(config) => match rustls::ServerConnection::new(config) {
+                Ok(c) => Some(Self::Tls(Box::new(rustls::StreamOwned::new(c, stream)))),
+                Err(e) => {
+                    warn!(error = %e, "cannot start a TLS connection");
+                    None
+                }
+            },
+        }
+    }
+
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Self::Plain(s) => s,
+            Self::Tls(s) => &s.sock,
+        }
+    }
+
+    /// Sends TLS's close_notify, so that a client tells a whole answer
+    /// from a cut one.
+    fn close(&mut self) {
+        if let Self::Tls(s) = self {
+            s.conn.send_close_notify();
+            let _ = s.flush();
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.read(buf),
+            Self::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(s) => s.write(buf),
+            Self::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Self::Plain(s) => s.flush(),
+            Self::Tls(s) => s.flush(),
+        }
+    }
+}
+
+fn serve(mut stream: Conn, state: &HttpState, sent: &AtomicBool, head_read: impl FnOnce()) {
+    let _ = stream.tcp().set_write_timeout(Some(WRITE_TIMEOUT));
     let deadline = Instant::now() + REQUEST_TIMEOUT;
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
     let response = loop {
         match parse(&head) {
-            Parsed::Complete { content_length, .. } if content_length > MAX_BODY_BYTES => {
+            Parsed::Complete(r) if r.content_length > MAX_BODY_BYTES => {
                 break Response::text(413, "request body too large\n");
             }
-            Parsed::Complete { method, path, .. } => {
+            Parsed::Complete(request) => {
                 head_read();
-                let head_only = method == "HEAD";
-                let r = route(&method, &path, state);
-                let _ = write_response(&mut stream, &r, head_only);
+                let r = respond(&request, state);
+                let _ = write_response(&mut stream, &r, request.method == "HEAD");
+                stream.close();
                 return;
             }
             Parsed::Invalid => break Response::text(400, "malformed request\n"),
@@ -350,7 +451,7 @@ fn serve(mut stream: TcpStream, state: &HttpState, sent: &AtomicBool, head_read:
             Parsed::Partial => {}
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+        if left.is_zero() || stream.tcp().set_read_timeout(Some(left)).is_err() {
             break Response::text(408, "request timeout\n");
         }
         match stream.read(&mut buf) {
@@ -359,20 +460,22 @@ fn serve(mut stream: TcpStream, state: &HttpState, sent: &AtomicBool, head_read:
                 sent.store(true, Ordering::Release);
                 head.extend_from_slice(&buf[..n]);
             }
+            // A failed TLS handshake (a plain-HTTP client, an unknown
+            // certificate): nothing can be said to the client.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                debug!(error = %e, "TLS handshake failed");
+                return;
+            }
             Err(_) => break Response::text(408, "request timeout\n"),
         }
     };
     debug!(status = response.status, "bad request");
     let _ = write_response(&mut stream, &response, false);
+    stream.close();
 }
 
 pub enum Parsed {
-    Complete {
-        method: String,
-        path: String,
-        /// The announced body length (never read).
-        content_length: u64,
-    },
+    Complete(Request),
     Partial,
     Invalid,
     /// More headers than the server reads.
@@ -385,21 +488,52 @@ pub fn parse(head: &[u8]) -> Parsed {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => match (req.method, req.path) {
-            (Some(m), Some(p)) => Parsed::Complete {
-                method: m.to_string(),
-                path: p.to_string(),
-                content_length: req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                    .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
-                    .unwrap_or(0),
-            },
+            (Some(m), Some(p)) => {
+                let header = |name: &str| {
+                    req.headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                };
+                Parsed::Complete(Request {
+                    method: m.to_string(),
+                    path: p.to_string(),
+                    authorization: header("authorization").map(str::to_string),
+                    content_length: header("content-length")
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0),
+                })
+            }
             _ => Parsed::Invalid,
         },
         Ok(httparse::Status::Partial) => Parsed::Partial,
         Err(httparse::Error::TooManyHeaders) => Parsed::TooLarge,
         Err(_) => Parsed::Invalid,
+    }
+}
+
+/// The probes' paths, open whatever the web configuration says.
+const PROBES: [&str; 2] = ["/healthz", "/readyz"];
+
+/// The answer to a request, credentials checked, without any I/O.
+pub fn respond(request: &Request, state: &HttpState) -> Response {
+    if !authorized(request, state.users.as_ref()) {
+        return Response {
+            header: "WWW-Authenticate: Basic realm=\"random-refresher\", charset=\"UTF-8\"\r\n",
+            ..Response::text(401, "unauthorized\n")
+        };
+    }
+    route(&request.method, &request.path, state)
+}
+
+/// Whether the request may be answered: always for the probes and when no
+/// users are configured, else only with a user's right password.
+pub fn authorized(request: &Request, users: Option<&Users>) -> bool {
+    let path = request.path.split(['?', '#']).next().unwrap_or("");
+    match users {
+        None => true,
+        Some(_) if PROBES.contains(&path) => true,
+        Some(users) => users.allows(request.authorization.as_deref()),
     }
 }
 
@@ -411,7 +545,7 @@ pub fn route(method: &str, target: &str, state: &HttpState) -> Response {
     }
     if method != "GET" && method != "HEAD" {
         return Response {
-            allow: true,
+            header: "Allow: GET, HEAD\r\n",
             ..Response::text(405, "method not allowed\n")
         };
     }
@@ -420,7 +554,7 @@ pub fn route(method: &str, target: &str, state: &HttpState) -> Response {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: state.exporter.render(),
-            allow: false,
+            header: "",
         },
         "/healthz" => {
             let age = state.status.since_heartbeat();
@@ -450,10 +584,11 @@ pub fn route(method: &str, target: &str, state: &HttpState) -> Response {
     }
 }
 
-fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> std::io::Result<()> {
+fn write_response(stream: &mut impl Write, r: &Response, head_only: bool) -> std::io::Result<()> {
     let reason = match r.status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -462,16 +597,75 @@ fn write_response(stream: &mut TcpStream, r: &Response, head_only: bool) -> std:
         503 => "Service Unavailable",
         _ => "",
     };
-    let allow = if r.allow { "Allow: GET, HEAD\r\n" } else { "" };
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{allow}Connection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}Connection: close\r\n\r\n",
         r.status,
         r.content_type,
-        r.body.len()
+        r.body.len(),
+        r.header
     );
     stream.write_all(head.as_bytes())?;
     if !head_only {
         stream.write_all(r.body.as_bytes())?;
     }
     stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(head: &str) -> Request {
+        match parse(head.as_bytes()) {
+            Parsed::Complete(r) => r,
+            _ => panic!("not a complete request: {head:?}"),
+        }
+    }
+
+    #[test]
+    fn the_authorization_header_is_read_in_any_case() {
+        let r = request("GET /metrics HTTP/1.1\r\nhost: x\r\nauthorization: Basic YTpi\r\n\r\n");
+        assert_eq!(r.authorization.as_deref(), Some("Basic YTpi"));
+        assert_eq!(request("GET / HTTP/1.1\r\n\r\n").authorization, None);
+    }
+
+    #[test]
+    fn with_users_only_the_probes_answer_without_a_password() {
+        let hash = bcrypt::hash("s3cret", 4).unwrap();
+        let config = format!("basic_auth_users:\n  prometheus: {hash}\n");
+        let users = crate::telemetry::web_config::parse(&config, "/".as_ref())
+            .unwrap()
+            .users
+            .unwrap();
+        let good = "Basic cHJvbWV0aGV1czpzM2NyZXQ="; // prometheus:s3cret
+        let get = |path: &str, auth: Option<&str>| {
+            let auth = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+            request(&format!("GET {path} HTTP/1.1\r\n{auth}\r\n"))
+        };
+        for probe in ["/healthz", "/readyz", "/readyz?verbose"] {
+            assert!(authorized(&get(probe, None), Some(&users)), "{probe}");
+        }
+        for path in ["/metrics", "/", "/metrics/../healthz", "/nothing"] {
+            assert!(!authorized(&get(path, None), Some(&users)), "{path}");
+            assert!(authorized(&get(path, Some(good)), Some(&users)), "{path}");
+        }
+        assert!(!authorized(
+            &get("/metrics", Some("Basic cHJvbWV0aGV1czp3cm9uZw==")),
+            Some(&users)
+        ));
+        assert!(authorized(&get("/metrics", None), None), "no users: open");
+    }
+
+    #[test]
+    fn extra_headers_are_written_whole() {
+        let mut out = Vec::new();
+        let r = Response {
+            header: "WWW-Authenticate: Basic realm=\"random-refresher\"\r\n",
+            ..Response::text(401, "unauthorized\n")
+        };
+        write_response(&mut out, &r, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 401 Unauthorized\r\n"), "{text}");
+        assert!(text.contains("\r\nWWW-Authenticate: Basic realm=\"random-refresher\"\r\nConnection: close\r\n\r\nunauthorized\n"), "{text}");
+    }
 }
