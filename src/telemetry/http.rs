@@ -323,18 +323,26 @@ impl Waiting {
 
     /// Closes the oldest connection that has sent nothing (neither read by
     /// its thread yet nor waiting in its socket), else the oldest still
-    /// short of its head; None if every connection has its request.
+    /// short of its head; None if every connection has its request. A
+    /// request whose whole head waits in its socket, unread because its
+    /// thread has not run yet (a probe, on a busy machine), counts as had:
+    /// else clients reconnecting faster than threads start would make a
+    /// probe the oldest and close it.
     fn evict(&self) -> Option<Evicted> {
         let mut w = self.lock();
+        let unread = |r: &Reading| !r.sent.load(Ordering::Acquire);
         let idle = w
             .iter()
-            .position(|r| !r.sent.load(Ordering::Acquire) && pending_bytes(&r.stream) == 0);
-        let evicted = if idle.is_some() {
-            Evicted::Idle
-        } else {
-            Evicted::Slow
+            .position(|r| unread(r) && pending_bytes(&r.stream) == 0);
+        let (evicted, at) = match idle {
+            Some(at) => (Evicted::Idle, at),
+            None => (
+                Evicted::Slow,
+                w.iter()
+                    .position(|r| !(unread(r) && head_waiting(&r.stream)))?,
+            ),
         };
-        let r = w.remove(idle.unwrap_or(0))?;
+        let r = w.remove(at)?;
         let _ = r.stream.shutdown(std::net::Shutdown::Both);
         Some(evicted)
     }
@@ -348,6 +356,19 @@ fn pending_bytes(stream: &TcpStream) -> i32 {
     // call; the descriptor is open for as long as `stream` is.
     let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::FIONREAD, &mut n) };
     if rc == 0 { n } else { 0 }
+}
+
+/// Whether a whole plain-HTTP request head is waiting in the socket,
+/// looked at without taking it (`MSG_PEEK`).
+fn head_waiting(stream: &TcpStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    use std::os::fd::AsRawFd;
+    let mut buf = [0u8; MAX_HEAD_BYTES];
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    match recv(stream.as_raw_fd(), &mut buf, flags) {
+        Ok(n) => buf[..n].windows(4).any(|w| w == b"\r\n\r\n"),
+        Err(_) => false,
+    }
 }
 
 /// Turns a newcomer away: 503 in plain HTTP; over TLS the connection is
