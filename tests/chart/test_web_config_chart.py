@@ -376,3 +376,15 @@ def test_the_image_answers_the_rendered_https_probes_and_locks_metrics(tmp_path)
         logs = subprocess.run(["docker", "logs", name], capture_output=True, text=True)
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     assert "ERROR" not in logs.stderr, logs.stderr
+
+
+def test_the_notes_first_scrape_follows_the_file():
+    from test_chart import helm
+    def notes(*args):
+        p = subprocess.run([helm(), "install", "rr", CHART, "--dry-run=client", "--namespace", "hwrng", *args],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        return next(l.strip() for l in p.stdout.split("NOTES:")[1].splitlines() if "/metrics" in l)
+    assert notes("-f", os.path.join(CHART, "ci", VALUES)).startswith("curl -sk -u USER https://localhost:9742/metrics")
+    assert notes(*[a for s in TLS_ONLY for a in ("--set", s)]).startswith("curl -sk https://localhost:9742/metrics")
+    assert notes().startswith("curl -s localhost:9742/metrics")
