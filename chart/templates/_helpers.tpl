@@ -258,6 +258,9 @@ seccompProfile:
 {{- end }}
 {{- /* Behind kube-rbac-proxy only the sidecar may reach it: the Pod's loopback. */}}
 - --listen-address={{ if include "random-refresher.rbacProxy" . }}127.0.0.1{{ else }}{{ .Values.metrics.host }}{{ end }}:{{ .Values.metrics.port }}
+{{- if include "random-refresher.webConfig" . }}
+- --web-config-file=/etc/random-refresher/web/web-config.yml
+{{- end }}
 {{- if include "random-refresher.hostHwrng" . }}
 - --sys-root=/host/sys
 - --hwrng=/host/dev/hwrng
@@ -294,6 +297,71 @@ it has no ServiceAccount, so the proxy could authenticate no one. */}}
 {{- end }}
 {{- end }}
 
+{{/* Whether metrics.webConfig locks the metrics port, refusing what would
+render a Pod that cannot work: the static Pod (the kubelet cannot give it a
+Secret), kube-rbac-proxy as well (its upstream is plain HTTP on the
+loopback, and one lock is enough), no file or two, and a client certificate
+required of every client (the kubelet's HTTPS probes send none, so the TLS
+handshake of every probe would fail). */}}
+{{- define "random-refresher.webConfig" -}}
+{{- $w := .Values.metrics.webConfig }}
+{{- if $w.enabled }}
+{{- if .Values.staticPod }}
+{{- fail "metrics.webConfig.enabled mounts a Secret, which a static Pod cannot: set staticPod=false, or put the file on the node and pass it with extraVolumes, extraVolumeMounts and extraArgs --web-config-file" }}
+{{- end }}
+{{- if .Values.kubeRBACProxy.enabled }}
+{{- fail "metrics.webConfig.enabled and kubeRBACProxy.enabled both lock the metrics port, and the proxy reaches the daemon over plain HTTP: choose one" }}
+{{- end }}
+{{- if and $w.config $w.existingSecret }}
+{{- fail "metrics.webConfig: set config or existingSecret, not both" }}
+{{- end }}
+{{- if not (or $w.config $w.existingSecret) }}
+{{- fail "metrics.webConfig.enabled needs the file: metrics.webConfig.config, or metrics.webConfig.existingSecret (a Secret with the key web-config.yml)" }}
+{{- end }}
+{{- with $w.config }}{{ with .tls_server_config }}
+{{- if eq (toString .client_auth_type) "RequireAndVerifyClientCert" }}
+{{- fail "metrics.webConfig.config.tls_server_config.client_auth_type RequireAndVerifyClientCert: the kubelet's HTTPS probes send no client certificate, so every probe would fail its TLS handshake; use VerifyClientCertIfGiven (a certificate that is sent is still verified) with basic_auth_users" }}
+{{- end }}
+{{- end }}{{ end }}true
+{{- end }}
+{{- end }}
+
+{{/* Whether the web configuration file has TLS: seen in config, or told by
+existingSecretTLS for a Secret the chart cannot read. */}}
+{{- define "random-refresher.webConfigTLS" -}}
+{{- if include "random-refresher.webConfig" . }}
+{{- $w := .Values.metrics.webConfig }}
+{{- if $w.existingSecret }}{{ if $w.existingSecretTLS }}true{{ end }}
+{{- else if $w.config.tls_server_config }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/* The web configuration file as the chart renders it from config. */}}
+{{- define "random-refresher.webConfigFile" -}}
+{{- toYaml .Values.metrics.webConfig.config }}
+{{- end }}
+
+{{/* The Secret holding the web configuration file: the user's, or the chart's. */}}
+{{- define "random-refresher.webConfigSecretName" -}}
+{{- with .Values.metrics.webConfig.existingSecret }}{{ . }}{{ else }}{{ include "random-refresher.fullname" . | trunc 52 | trimSuffix "-" }}-web-config{{ end }}
+{{- end }}
+
+{{/* The scheme and auth of a monitor's endpoint without kube-rbac-proxy
+(dict "monitor" .Values.serviceMonitor "ctx" $): https whenever the web
+configuration file has TLS, the monitor's tlsConfig and basicAuth as given. */}}
+{{- define "random-refresher.monitorAuth" -}}
+{{- $m := .monitor }}
+scheme: {{ if include "random-refresher.webConfigTLS" .ctx }}https{{ else }}{{ $m.scheme }}{{ end }}
+{{- with $m.tlsConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $m.basicAuth }}
+basicAuth:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
 {{/* The name of the Pod's port that scrapes and probes reach: the daemon's
 own, or the proxy's HTTPS port. */}}
 {{- define "random-refresher.metricsPortName" -}}
@@ -316,11 +384,16 @@ own, or the proxy's HTTPS port. */}}
 
 {{/* A probe (dict "probe" ... "ctx" $): behind the proxy an httpGet probe
 goes to the proxy's port over HTTPS (the kubelet does not verify the
-certificate, and the proxy passes /healthz and /readyz on unauthenticated). */}}
+certificate, and the proxy passes /healthz and /readyz on unauthenticated);
+with a web configuration file that has TLS it goes over HTTPS to the
+daemon's own port (which answers /healthz and /readyz without a password). */}}
 {{- define "random-refresher.probe" -}}
 {{- $probe := deepCopy .probe }}
 {{- if and (include "random-refresher.rbacProxy" .ctx) (kindIs "map" $probe.httpGet) }}
 {{- $_ := set $probe.httpGet "port" "https-metrics" }}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
+{{- else if and (include "random-refresher.webConfigTLS" .ctx) (kindIs "map" $probe.httpGet) }}
+{{- /* The daemon itself speaks TLS; the probe paths need no password. */}}
 {{- $_ := set $probe.httpGet "scheme" "HTTPS" }}
 {{- end }}
 {{- toYaml $probe }}
@@ -404,6 +477,16 @@ containers:
       {{- with .Values.extraVolumeMounts }}
       {{- toYaml . | nindent 6 }}
       {{- end }}
+      {{- if include "random-refresher.webConfig" . }}
+      - name: web-config
+        mountPath: /etc/random-refresher/web
+        readOnly: true
+      {{- if .Values.metrics.webConfig.tlsSecretName }}
+      - name: web-config-tls
+        mountPath: /etc/random-refresher/tls
+        readOnly: true
+      {{- end }}
+      {{- end }}
       {{- if include "random-refresher.hostHwrng" . }}
       # The one device and the one sysfs folder the daemon needs, not the
       # host's /dev and /sys: a read-only mount does not stop writes to
@@ -486,6 +569,21 @@ volumes:
 {{- end }}
 {{- with .Values.extraVolumes }}
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if include "random-refresher.webConfig" . }}
+  # The metrics port's web configuration file, and the certificate it names.
+  # 0440: the daemon reads them as root (the key before it drops its
+  # capabilities, a renewal after), or as a group given by fsGroup.
+  - name: web-config
+    secret:
+      secretName: {{ include "random-refresher.webConfigSecretName" . }}
+      defaultMode: 288
+{{- with .Values.metrics.webConfig.tlsSecretName }}
+  - name: web-config-tls
+    secret:
+      secretName: {{ . }}
+      defaultMode: 288
+{{- end }}
 {{- end }}
 {{- if include "random-refresher.rbacProxy" . }}
   # What automountServiceAccountToken would mount, for the proxy alone.
