@@ -4,22 +4,12 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 
 const BOUND: Duration = Duration::from_secs(60);
-
-/// A server process, killed when dropped.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn query(prom: SocketAddr, q: &str) -> Option<f64> {
     let (status, body) = http_get(prom, &format!("/api/v1/query?query={q}"));
@@ -47,21 +37,7 @@ fn a_real_prometheus_scrapes_the_daemon_and_sees_counters_rise() {
         )
         .as_bytes(),
     );
-    let port = free_port();
-    let _prom = Service(
-        Command::new(prometheus)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let prom: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_prom, prom) = start_prometheus(&prometheus, &config, dir.path());
     let up = eventually(BOUND, || query(prom, "up").filter(|v| *v == 1.0));
     assert_eq!(up, Some(1.0), "Prometheus never saw the daemon up");
     let first = eventually(BOUND, || {

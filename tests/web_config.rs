@@ -7,7 +7,7 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use common::*;
@@ -15,15 +15,6 @@ use common::*;
 const BOUND: Duration = Duration::from_secs(60);
 const USER: &str = "prometheus";
 const PASSWORD: &str = "correct horse";
-
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn checked(cmd: &mut Command) -> Output {
     let out = cmd.output().unwrap();
@@ -136,20 +127,25 @@ fn tools() -> Option<(PathBuf, PathBuf, PathBuf)> {
     ))
 }
 
-/// A server certificate by `ca`, a web config with `extra` TLS lines and
-/// the user, and a daemon serving with it.
-fn locked_daemon(dir: &Path, pki: &Pki, htpasswd: &Path, tls_extra: &str) -> Daemon {
+/// A server certificate by a new CA `ca`, and `web.yml` with it, `extra`
+/// TLS lines and the user.
+fn locked_config(dir: &Path, pki: &Pki, htpasswd: &Path, tls_extra: &str) -> PathBuf {
     pki.ca("ca");
     pki.leaf("server", "ca", "serverAuth");
     let hash = htpasswd_hash(htpasswd, PASSWORD);
-    let config = write(
+    write(
         dir,
         "web.yml",
         format!(
             "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n{tls_extra}basic_auth_users:\n  {USER}: {hash}\n"
         )
         .as_bytes(),
-    );
+    )
+}
+
+/// [`locked_config`], and a daemon serving with it.
+fn locked_daemon(dir: &Path, pki: &Pki, htpasswd: &Path, tls_extra: &str) -> Daemon {
+    let config = locked_config(dir, pki, htpasswd, tls_extra);
     let src = good_file(dir, 700, 400);
     let daemon = Daemon::start(&[
         "--source",
@@ -505,22 +501,7 @@ fn a_real_prometheus_scrapes_over_tls_with_basic_auth_and_wrong_credentials_are_
         )
         .as_bytes(),
     );
-    let port = free_port();
-    let _prom = Service(
-        Command::new(prometheus)
-            .current_dir(dir.path())
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let prom: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (_prom, prom) = start_prometheus(&prometheus, &config, dir.path());
     let value = |q: &str| -> Option<f64> {
         query(prom, q)?["data"]["result"][0]["value"][1]
             .as_str()?
@@ -565,14 +546,7 @@ fn the_probes_default_url_turns_https_with_the_daemons_web_config() {
         openssl,
         dir: dir.path(),
     };
-    pki.ca("ca");
-    pki.leaf("server", "ca", "serverAuth");
-    let hash = htpasswd_hash(&htpasswd, PASSWORD);
-    let config = write(
-        dir.path(),
-        "web.yml",
-        format!("tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\nbasic_auth_users:\n  {USER}: {hash}\n").as_bytes(),
-    );
+    let config = locked_config(dir.path(), &pki, &htpasswd, "");
     let src = good_file(dir.path(), 702, 400);
     // The image's HEALTHCHECK runs `probe` with no URL, in the daemon's
     // environment: the default port, the same web config.

@@ -521,3 +521,38 @@ pub fn parse_response(raw: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// A server process, killed when dropped.
+pub struct Service(pub Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A real Prometheus on a free loopback port, with `config` (relative paths
+/// in it are from `dir`) and its storage under `dir`.
+pub fn start_prometheus(
+    prometheus: &Path,
+    config: &Path,
+    dir: &Path,
+) -> (Service, std::net::SocketAddr) {
+    let port = free_port();
+    let svc = Service(
+        Command::new(prometheus)
+            .current_dir(dir)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    (svc, format!("127.0.0.1:{port}").parse().unwrap())
+}
