@@ -8,8 +8,10 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-# gcc-riscv64-linux-gnu: ring (TLS) compiles C even for `cargo check`.
-apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu qemu-user-static file
+# gcc-riscv64-linux-gnu and its libc headers: ring (TLS) compiles C even for
+# `cargo check`.
+apt_install gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-riscv64-linux-gnu libc6-dev-riscv64-cross \
+    qemu-user-static file
 
 for target in aarch64-unknown-linux-gnu riscv64gc-unknown-linux-gnu; do
     if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
