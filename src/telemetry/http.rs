@@ -358,15 +358,16 @@ fn pending_bytes(stream: &TcpStream) -> i32 {
     if rc == 0 { n } else { 0 }
 }
 
-/// Whether a whole plain-HTTP request head is waiting in the socket,
-/// looked at without taking it (`MSG_PEEK`).
+/// Whether a plain-HTTP request head waiting in the socket, looked at
+/// without taking it (`MSG_PEEK`), is already one the thread would answer
+/// at once, by the same parser.
 fn head_waiting(stream: &TcpStream) -> bool {
     use nix::sys::socket::{MsgFlags, recv};
     use std::os::fd::AsRawFd;
     let mut buf = [0u8; MAX_HEAD_BYTES];
     let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
     match recv(stream.as_raw_fd(), &mut buf, flags) {
-        Ok(n) => buf[..n].windows(4).any(|w| w == b"\r\n\r\n"),
+        Ok(n) => !matches!(parse(&buf[..n]), Parsed::Partial),
         Err(_) => false,
     }
 }
