@@ -372,23 +372,18 @@ fn web_config(
     let shown = path.display();
     let refuse =
         |e: &dyn std::fmt::Display| fail(EXIT_CONFIG, &format!("--web-config-file {shown}: {e}"));
-    let config = crate::telemetry::web_config::load(path).map_err(|e| refuse(&e))?;
+    let lock = crate::telemetry::web_config::load(path).map_err(|e| refuse(&e))?;
     if args.telemetry.listen_address == ListenAddress::Off {
         return Err(refuse(
             &"there is no server to lock: --listen-address is none",
         ));
     }
-    let tls = config
-        .tls
-        .map(http::TlsReloader::new)
-        .transpose()
-        .map_err(|e| refuse(&e))?;
-    if tls.is_none() && config.users.is_some() {
+    if lock.tls.is_none() && lock.users.is_some() {
         warn!(
             "--web-config-file: basic auth without tls_server_config sends the passwords in the clear"
         );
     }
-    Ok((tls, config.users))
+    Ok((lock.tls, lock.users))
 }
 
 /// `quarantine`: what the marker holds, and `--release` to lift it by hand.

@@ -127,19 +127,26 @@ pub struct WebConfig {
     pub users: Option<Users>,
 }
 
+/// What a loaded file locks the port with: the TLS config, read from its
+/// files, and the users.
+pub struct Lock {
+    pub tls: Option<TlsReloader>,
+    pub users: Option<Users>,
+}
+
 /// Reads and checks a web configuration file, certificates, keys and
 /// hashes included, so that every mistake shows at start.
-pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+pub fn load(path: &Path) -> Result<Lock, WebConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
         path: path.to_path_buf(),
         source,
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
     let config = parse(&text, dir)?;
-    if let Some(tls) = &config.tls {
-        tls.load()?;
-    }
-    Ok(config)
+    Ok(Lock {
+        tls: config.tls.map(TlsReloader::new).transpose()?,
+        users: config.users,
+    })
 }
 
 /// The pure half of [`load`]: the text, with relative paths from `dir`.
