@@ -53,6 +53,8 @@ pub mod refresher;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+#[cfg(test)]
+mod test_support;
 mod tested_rng;
 
 pub use tested_rng::{TestedRng, TestedRngError};

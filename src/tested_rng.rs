@@ -3,7 +3,7 @@
 
 use rand_core::TryRng;
 
-use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Gate, SourceHealth};
+use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Trust};
 use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
 /// Why a [`TestedRng`] could not give bytes.
@@ -25,7 +25,10 @@ pub enum TestedRngError {
 /// every test window containing it has closed and passed.
 ///
 /// Failed blocks are dropped and reading goes on; once the source collects
-/// too many failures (the daemon's failure policy), every call fails.
+/// too many failures (the daemon's failure policy), every call fails. The
+/// judgement is the daemon's own ([`crate::health::Trust`]); what the daemon
+/// adds, a retry after a backoff and a probe, is left to the caller, who
+/// may open the source again.
 ///
 /// ```
 /// use rand_core::TryRng;
@@ -42,8 +45,7 @@ pub enum TestedRngError {
 pub struct TestedRng {
     name: String,
     source: Source,
-    gate: Gate,
-    health: SourceHealth,
+    trust: Trust,
     read: Box<Block>,
     ready: Box<Block>,
     /// Bytes of `ready` already handed out.
@@ -73,8 +75,7 @@ impl TestedRng {
         Ok(Self {
             name: spec.to_string(),
             source: Source::open(spec, limits, None)?,
-            gate: Gate::new(cutoffs),
-            health: SourceHealth::new(FailurePolicy::default()),
+            trust: Trust::new(cutoffs, FailurePolicy::default()),
             read: Box::new([0; BLOCK_BYTES]),
             ready: Box::new([0; BLOCK_BYTES]),
             used: BLOCK_BYTES,
@@ -84,16 +85,18 @@ impl TestedRng {
     /// Reads until the gate releases a block into `ready`.
     fn refill(&mut self) -> Result<(), TestedRngError> {
         loop {
-            if self.health.is_failed() {
+            if self.trust.is_failed() {
                 return Err(TestedRngError::Failed(self.name.clone()));
             }
-            self.source.fill(&mut self.read[..], &mut 0)?;
-            let step = self.gate.push(&self.read, &mut self.ready);
-            if step.verdict.passed() {
-                self.health.block_passed();
-            } else {
-                self.health.block_failed(std::time::Instant::now());
+            if let Err(e) = self.source.fill(&mut self.read[..], &mut 0) {
+                // The stream broke: the block held back never sees its
+                // next window, as in the daemon.
+                self.trust.restart();
+                return Err(e.into());
             }
+            let step = self
+                .trust
+                .push(&self.read, &mut self.ready, std::time::Instant::now());
             if step.released {
                 self.used = 0;
                 return Ok(());

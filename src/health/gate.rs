@@ -205,20 +205,7 @@ mod tests {
     use crate::health::BLOCK_BYTES;
 
     fn block(seed: u64) -> Box<Block> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        loop {
-            let b: Box<Block> = Box::new(std::array::from_fn(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            }));
-            let mut t =
-                StreamTests::new(Cutoffs::new(8.0, -40.0).unwrap(), ContinuousRun::default());
-            if t.test_block(&b).passed() {
-                return b;
-            }
-        }
+        Box::new(crate::test_support::passing_block(seed))
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! forgiven one per `forgive_after` passes; a source that collects
 //! `max_failures` unforgiven failures is marked failed, the loop fails over to
 //! the next source, and the failed one is retried later with a backoff that
-//! doubles up to a ceiling. A retried source must pass a whole batch to be
-//! trusted again.
+//! doubles up to a ceiling. A retried source must pass its start-up test
+//! and [`super::PROBE_BLOCKS`] blocks to be trusted again
+//! ([`super::Trust`], which applies this policy).
 
 use std::time::{Duration, Instant};
 

@@ -157,17 +157,8 @@ mod tests {
     #[test]
     fn one_worker_serves_every_window_one_at_a_time() {
         let assessor = Arc::new(Assessor::default());
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut bytes = |n: usize| -> Vec<u8> {
-            (0..n)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 56) as u8
-                })
-                .collect()
-        };
+        let mut x = crate::test_support::XorShift(0x2545_f491_4f6c_dd1d);
+        let mut bytes = |n: usize| x.top_bytes(n);
         let (mut a, mut b) = (
             OnlineAssessment::new(4096, Sampling::Every(1), Arc::clone(&assessor)),
             OnlineAssessment::new(4096, Sampling::Every(1), Arc::clone(&assessor)),

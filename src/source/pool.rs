@@ -21,7 +21,9 @@ use super::{
 };
 use crate::health::entropy::{Assessment, TrackKind};
 use crate::health::estimate::Sampling;
-use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Gate, SourceHealth, TESTS, Test};
+use crate::health::{
+    BLOCK_BYTES, Block, Cutoffs, FailurePolicy, PROBE_BLOCKS, TESTS, Test, Trust, TrustEvent,
+};
 use crate::telemetry::{LoopStatus, names};
 
 /// Default credit for RDRAND output: a DRBG's output carries at most the
@@ -37,13 +39,6 @@ pub const RDRAND_ENTROPY_PER_BYTE: f64 = 1.0 / 32.0;
 /// vendor's documentation, says otherwise. (RNDRRS reseeds before every
 /// read: credited 8 bits per byte, like RDSEED.)
 pub const RNDR_ENTROPY_PER_BYTE: f64 = 0.0;
-
-/// Passing blocks in a row a retried source must give, after its start-up
-/// test, to be trusted again. Fixed, not a batch: with a large batch a
-/// source would otherwise have to pass millions of blocks without the one
-/// false alarm in 1,250 that good data gives. 16 good blocks in a row fail
-/// by chance about once in 80 tries.
-pub const PROBE_BLOCKS: u32 = 16;
 
 /// How the pool is built.
 #[derive(Clone, Debug)]
@@ -166,8 +161,8 @@ struct Slot {
     source: Option<Source>,
     /// Where a regular file was left when it was closed.
     resume: Option<FilePosition>,
-    gate: Gate,
-    health: SourceHealth,
+    /// Gate, failure policy, probe: how far the source is trusted.
+    trust: Trust,
     /// Claimed entropy per byte, credited by the kernel sink.
     entropy_per_byte: f64,
     /// Credit no more than the assessed min-entropy.
@@ -184,28 +179,15 @@ struct Slot {
     /// The last failure said the source is not there: no such device, an
     /// instruction the CPU lacks, a device without its driver.
     last_failure_missing: bool,
-    /// Marked failed by the health tests (not by a read error).
-    failed_by_tests: bool,
-    /// Passing blocks still needed before a retried source is trusted.
-    probe_left: u32,
     /// The same file as the kernel's hwrng device.
     is_hwrng: bool,
-    /// Passing blocks since the last start-up test while trusted, for the
-    /// quarantine policy.
-    trusted_passes: u64,
-    /// Per test, the blocks that failed it since the source last had no
-    /// unforgiven failure (or was last given up on): what the policy's
-    /// verdict rests on, named when it gives the source up.
-    window_failures: [u32; TESTS],
-    blocks_passed: u64,
-    blocks_failed: u64,
     metrics: SlotMetrics,
 }
 
 impl Slot {
     /// Open and trusted by the policy: what `source_up` and readiness show.
     fn is_up(&self) -> bool {
-        self.source.is_some() && !self.health.is_failed()
+        self.source.is_some() && !self.trust.is_failed()
     }
 
     fn show_up(&self) {
@@ -246,7 +228,7 @@ impl Slot {
             Ok(s) => {
                 self.is_hwrng = hwrng.is_some() && s.id() == hwrng;
                 self.source = Some(s);
-                self.restart();
+                self.trust.restart();
                 Ok(())
             }
             Err(e) => {
@@ -255,12 +237,6 @@ impl Slot {
                 Err(e)
             }
         }
-    }
-
-    /// A new stream: start-up test first, and trust counted anew.
-    fn restart(&mut self) {
-        self.gate.restart();
-        self.trusted_passes = 0;
     }
 
     fn close(&mut self) {
@@ -353,7 +329,7 @@ impl Slot {
             let slot: &mut Block = (&mut out[written..written + BLOCK_BYTES])
                 .try_into()
                 .unwrap();
-            let step = self.gate.push(&block, slot);
+            let step = self.trust.push(&block, slot, Instant::now());
             if step.released {
                 // Credited by what was known before this block.
                 credit_bits += BLOCK_BYTES as f64 * self.credit_per_byte();
@@ -364,22 +340,21 @@ impl Slot {
                 written += BLOCK_BYTES;
             }
             if step.verdict.passed() {
-                self.blocks_passed += 1;
                 self.metrics.passed.increment(1);
-                self.block_passed(step.start_up);
-                continue;
+            } else {
+                self.metrics.failed.increment(1);
+                for t in step.verdict.failed_tests() {
+                    self.metrics.test_failures[t as usize].increment(1);
+                }
+                let tests: Vec<&str> = step.verdict.failed_tests().map(Test::name).collect();
+                debug!(source = %self.label, tests = tests.join(","),
+                       start_up = step.start_up, "block failed; dropped with the block held before it");
             }
-            self.blocks_failed += 1;
-            self.metrics.failed.increment(1);
-            for t in step.verdict.failed_tests() {
-                self.metrics.test_failures[t as usize].increment(1);
-                self.window_failures[t as usize] += 1;
-            }
-            let tests: Vec<&str> = step.verdict.failed_tests().map(Test::name).collect();
-            debug!(source = %self.label, tests = tests.join(","),
-                   start_up = step.start_up, "block failed; dropped with the block held before it");
-            if self.block_failed() {
-                break Ok(());
+            if let Some(event) = step.event {
+                self.trust_changed(event);
+                if event != TrustEvent::Recovered {
+                    break Ok(());
+                }
             }
         };
         self.metrics.bytes_read.increment(read);
@@ -394,70 +369,32 @@ impl Slot {
         if e.closes_source() {
             self.close();
         }
-        // The stream broke: the held block's next window never came.
-        self.restart();
-        self.probe_left = 0;
-        self.health.mark_failed(Instant::now());
+        self.trust.stream_broke(Instant::now());
     }
 
-    fn block_passed(&mut self, start_up: bool) {
-        if start_up {
-            return;
-        }
-        if !self.health.is_failed() {
-            self.health.block_passed();
-            self.trusted_passes += 1;
-            if self.health.failures() == 0 {
-                self.window_failures = [0; TESTS];
+    /// Says what changed in the source's trust.
+    fn trust_changed(&self, event: TrustEvent) {
+        match event {
+            TrustEvent::Recovered => {
+                self.show_up();
+                info!(source = %self.label, blocks = PROBE_BLOCKS,
+                      "source passed its start-up test and the probe blocks and is trusted again");
             }
-            return;
+            TrustEvent::ProbeFailed { tests, retry_in } => {
+                warn!(source = %self.label, tests = %tests,
+                      retry_in = %humantime::format_duration(retry_in),
+                      "source still fails the health tests; retrying later");
+            }
+            TrustEvent::MarkedFailed {
+                failures,
+                tests,
+                retry_in,
+            } => {
+                error!(source = %self.label, failures, tests = %tests,
+                       retry_in = %humantime::format_duration(retry_in),
+                       "source failed the health tests too often; not used until its retry");
+            }
         }
-        self.probe_left = self.probe_left.saturating_sub(1);
-        if self.probe_left == 0 {
-            self.health.recovered();
-            self.failed_by_tests = false;
-            self.show_up();
-            info!(source = %self.label, blocks = PROBE_BLOCKS,
-                  "source passed its start-up test and the probe blocks and is trusted again");
-        }
-    }
-
-    /// Records a failed block; true if the source is given up on for now.
-    fn block_failed(&mut self) -> bool {
-        let now = Instant::now();
-        if self.health.is_failed() {
-            self.health.mark_failed(now);
-            self.failed_by_tests = true;
-            self.probe_left = 0;
-            let tests = self.take_window_failures();
-            warn!(source = %self.label, tests,
-                  retry_in = %humantime::format_duration(self.health.retry_wait()),
-                  "source still fails the health tests; retrying later");
-            return true;
-        }
-        if self.health.block_failed(now) {
-            self.failed_by_tests = true;
-            self.probe_left = 0;
-            let tests = self.take_window_failures();
-            error!(source = %self.label, failures = self.health.failures(), tests,
-                   retry_in = %humantime::format_duration(self.health.retry_wait()),
-                   "source failed the health tests too often; not used until its retry");
-            return true;
-        }
-        false
-    }
-
-    /// The tests failed in the window, with how many blocks failed each
-    /// (`poker:20,runs:5`), and a new window.
-    fn take_window_failures(&mut self) -> String {
-        let counts = std::mem::replace(&mut self.window_failures, [0; TESTS]);
-        Test::ALL
-            .iter()
-            .zip(counts)
-            .filter(|(_, n)| *n > 0)
-            .map(|(t, n)| format!("{}:{n}", t.name()))
-            .collect::<Vec<_>>()
-            .join(",")
     }
 }
 
@@ -543,8 +480,7 @@ impl SourcePool {
                     label: spec.to_string(),
                     source: None,
                     resume: None,
-                    gate: Gate::new(cutoffs),
-                    health: SourceHealth::new(policy),
+                    trust: Trust::new(cutoffs, policy),
                     entropy_per_byte: match entropy_per_byte {
                         Some(Credit::Bits(b)) => b,
                         _ => kind_claim(spec),
@@ -560,13 +496,7 @@ impl SourcePool {
                     last_error: None,
                     ever_read: false,
                     last_failure_missing: false,
-                    failed_by_tests: false,
-                    probe_left: 0,
                     is_hwrng,
-                    trusted_passes: 0,
-                    window_failures: [0; TESTS],
-                    blocks_passed: 0,
-                    blocks_failed: 0,
                     metrics: SlotMetrics::new(&metric_name, claimed_min_entropy),
                     metric_name,
                 }
@@ -612,27 +542,25 @@ impl SourcePool {
             }
             let active = self.active;
             let slot = &mut self.slots[i];
-            if !slot.health.usable(now) {
+            if !slot.trust.usable(now) {
                 continue;
             }
             if slot.source.is_none() && slot.open(&self.limits, self.hwrng).is_err() {
-                slot.health.mark_failed(now);
+                slot.trust.unavailable(now);
                 slot.show_up();
                 continue;
             }
             // A retry starts once, with a start-up test; the probe then
             // goes on across cycles until it passes or fails.
-            let retry_starts = slot.health.is_failed() && slot.probe_left == 0;
-            if active != Some(i) || retry_starts {
-                if active.is_some() && active != Some(i) {
-                    info!(source = %slot.label, "now reading {}", slot.label);
-                }
-                slot.restart();
-                self.active = Some(i);
+            let switched = active != Some(i);
+            if switched && active.is_some() {
+                info!(source = %slot.label, "now reading {}", slot.label);
             }
-            if retry_starts {
-                slot.probe_left = PROBE_BLOCKS;
+            if slot.trust.begin(switched) {
+                debug!(source = %slot.label, blocks = PROBE_BLOCKS,
+                       "retrying the source: a start-up test, then the probe blocks");
             }
+            self.active = Some(i);
             let (bytes, credit_bits) = slot.fill(&mut out[filled.bytes..], status)?;
             filled.bytes += bytes;
             filled.credit_bits_by_source[i] += credit_bits;
@@ -669,7 +597,8 @@ impl SourcePool {
     /// Blocks passed and failed over all sources, for the statistics line.
     pub fn block_totals(&self) -> (u64, u64) {
         self.slots.iter().fold((0, 0), |(p, f), s| {
-            (p + s.blocks_passed, f + s.blocks_failed)
+            let (passed, failed) = s.trust.blocks();
+            (p + passed, f + failed)
         })
     }
 
@@ -682,8 +611,8 @@ impl SourcePool {
     pub fn hwrng_standing(&self) -> HwrngStanding {
         let hwrng = || self.slots.iter().filter(|s| s.is_hwrng);
         HwrngStanding {
-            failing: hwrng().any(|s| s.failed_by_tests),
-            trusted_passes: hwrng().map(|s| s.trusted_passes).max().unwrap_or(0),
+            failing: hwrng().any(|s| s.trust.failed_by_tests()),
+            trusted_passes: hwrng().map(|s| s.trust.trusted_passes()).max().unwrap_or(0),
         }
     }
 
@@ -693,11 +622,7 @@ impl SourcePool {
     /// a start-up test on bytes read from now on.
     pub fn rejudge_hwrng(&mut self) {
         for slot in self.slots.iter_mut().filter(|s| s.is_hwrng) {
-            slot.health.recovered();
-            slot.failed_by_tests = false;
-            slot.probe_left = 0;
-            slot.window_failures = [0; TESTS];
-            slot.restart();
+            slot.trust.rejudge();
             slot.show_up();
         }
     }
@@ -706,28 +631,13 @@ impl SourcePool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::{ContinuousRun, fips::reference};
     use std::collections::VecDeque;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
 
     fn good_block(seed: u64) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        loop {
-            let b: Vec<u8> = (0..BLOCK_BYTES)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    (x >> 32) as u8
-                })
-                .collect();
-            let block: &Block = b.as_slice().try_into().unwrap();
-            if reference::test_block(block, &mut ContinuousRun::default()).passed() {
-                return b;
-            }
-        }
+        crate::test_support::passing_block(seed).to_vec()
     }
 
     fn pool(spec: SourceSpec) -> SourcePool {
@@ -735,6 +645,10 @@ mod tests {
     }
 
     fn pool_crediting(spec: SourceSpec, entropy_per_byte: Option<Credit>) -> SourcePool {
+        pool_of(&[spec], entropy_per_byte)
+    }
+
+    fn pool_of(specs: &[SourceSpec], entropy_per_byte: Option<Credit>) -> SourcePool {
         let options = PoolOptions {
             limits: ReadLimits {
                 timeout: Duration::from_secs(1),
@@ -754,7 +668,75 @@ mod tests {
             estimate_every: Sampling::Every(1),
             hwrng: None,
         };
-        SourcePool::open(&[spec], options).unwrap()
+        SourcePool::open(specs, options).unwrap()
+    }
+
+    /// Two sources, each reading its script.
+    fn two(first: Vec<Vec<u8>>, second: Vec<Vec<u8>>) -> SourcePool {
+        let null = SourceSpec::Path("/dev/null".into());
+        let mut p = pool_of(&[null.clone(), null], None);
+        for (slot, script) in p.slots.iter_mut().zip([first, second]) {
+            slot.source = Some(Source::Scripted(script.into_iter().map(Ok).collect()));
+        }
+        p
+    }
+
+    fn goods(from: u64, n: u64) -> Vec<Vec<u8>> {
+        (from..from + n).map(good_block).collect()
+    }
+
+    #[test]
+    fn a_failing_primary_fails_over_and_is_read_again_on_probation_until_trusted() {
+        let mut first = goods(0, 1);
+        first.extend(vec![vec![0u8; BLOCK_BYTES]; 25]);
+        first.extend(goods(1, 40));
+        let mut p = two(first, goods(100, 40));
+        assert_eq!(p.up_count(), 2);
+        let mut out = vec![0u8; BLOCK_BYTES];
+        // 25 unforgiven failures give the first up; the second starts with
+        // its own start-up test (b100) and b101 is released by b102.
+        let filled = p.fill(&mut out, None).unwrap();
+        assert_eq!(out, good_block(101));
+        assert_eq!(
+            filled.credit_bits_by_source,
+            [0.0, 8.0 * BLOCK_BYTES as f64]
+        );
+        assert!(p.slots[0].trust.failed_by_tests());
+        assert_eq!(p.up_count(), 1);
+        // Due its retry (no backoff here): read first again, from a start-up
+        // test (b1); its tested bytes flow while it is on probation, not
+        // up, until the 16th probe block has passed.
+        // Each fill sees one block past the one it releases: the 15th
+        // sees the 16th probe block pass.
+        for fill in 0..PROBE_BLOCKS as u64 - 2 {
+            assert_eq!(fill_one(&mut p), good_block(2 + fill), "fill {fill}");
+            assert_eq!(p.up_count(), 1, "trusted before its probe ended");
+        }
+        assert_eq!(fill_one(&mut p), good_block(PROBE_BLOCKS as u64));
+        assert_eq!(p.up_count(), 2);
+        assert!(!p.slots[0].trust.failed_by_tests());
+        assert_eq!(p.block_totals(), (1 + 17 + 3, 25));
+    }
+
+    #[test]
+    fn a_failure_during_the_probe_goes_back_to_the_next_source_in_the_same_fill() {
+        let zeros = || vec![vec![0u8; BLOCK_BYTES]; 25];
+        let mut first = goods(0, 1);
+        first.extend(zeros());
+        first.extend(goods(1, 4));
+        first.push(vec![0u8; BLOCK_BYTES]);
+        first.extend(goods(10, 40));
+        let mut p = two(first, goods(100, 40));
+        fill_one(&mut p);
+        // The probe: start-up b1, b2 released by b3, b3 by b4.
+        assert_eq!(fill_one(&mut p), good_block(2));
+        assert_eq!(fill_one(&mut p), good_block(3));
+        // The zero ends the probe and drops b4; the second source, read
+        // again after another one, starts over: start-up b103, b104
+        // released by b105.
+        assert_eq!(fill_one(&mut p), good_block(104));
+        assert!(p.slots[0].trust.failed_by_tests());
+        assert_eq!(p.up_count(), 1);
     }
 
     fn fill_one(p: &mut SourcePool) -> Vec<u8> {
@@ -785,7 +767,7 @@ mod tests {
             let slot = &p.slots[0];
             assert_eq!(slot.last_error, Some(kind));
             assert!(slot.source.is_none(), "closed for a reopen");
-            assert!(slot.health.is_failed());
+            assert!(slot.trust.is_failed());
             // Reopened at block 3: a new start-up test (b3), b4 held and
             // released by b5. No byte is read twice, and the source is
             // trusted again once the probe blocks have passed.
@@ -798,12 +780,12 @@ mod tests {
                 .take(PROBE_BLOCKS as usize - 1)
             {
                 assert!(
-                    p.slots[0].health.is_failed(),
+                    p.slots[0].trust.is_failed(),
                     "trusted before the probe ended"
                 );
                 assert_eq!(fill_one(&mut p), *want, "block {i}");
             }
-            assert!(!p.slots[0].health.is_failed());
+            assert!(!p.slots[0].trust.is_failed());
         }
     }
 
@@ -830,7 +812,7 @@ mod tests {
             Ok(d),
         ])));
         assert_eq!(fill_one(&mut p), x, "x released by a");
-        assert!(p.slots[0].gate.is_holding(), "a waits for the next fill");
+        assert!(p.slots[0].trust.is_holding(), "a waits for the next fill");
         assert_eq!(fill_one(&mut p), c, "a went with b's failed run");
     }
 

@@ -371,15 +371,8 @@ mod tests {
 
     #[test]
     fn the_result_does_not_depend_on_the_number_of_threads() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let data: Vec<u8> = (0..20_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 56) as u8 & 0x3f
-            })
-            .collect();
+        let mut x = crate::test_support::XorShift(0x9e37_79b9_7f4a_7c15);
+        let data: Vec<u8> = (0..20_000).map(|_| x.top_byte() & 0x3f).collect();
         let one = assess_with(&data, 6, 1).unwrap();
         for jobs in [2, 3, 8] {
             assert_eq!(assess_with(&data, 6, jobs).unwrap(), one);

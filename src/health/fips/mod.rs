@@ -246,19 +246,9 @@ impl FipsTester {
 mod tests {
     use super::*;
 
-    fn block_from(f: impl FnMut(usize) -> u8) -> Block {
-        std::array::from_fn(f)
-    }
-
     /// A small xorshift generator: deterministic test data without a crate.
     fn noise(seed: u64) -> Block {
-        let mut x = seed | 1;
-        block_from(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
+        crate::test_support::XorShift(seed | 1).block()
     }
 
     fn assert_same_stats(block: &Block) {

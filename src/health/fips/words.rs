@@ -290,14 +290,9 @@ mod tests {
 
     #[test]
     fn both_portable_nibble_counters_agree_with_a_plain_count() {
-        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        let mut x = crate::test_support::XorShift(0x1234_5678_9ABC_DEF1);
         for skew in [0u8, 0x0F, 0xF0, 0x33] {
-            let block: Block = std::array::from_fn(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8 | skew
-            });
+            let block: Block = std::array::from_fn(|_| x.byte() | skew);
             let mut want = [0u32; 16];
             for b in block {
                 want[usize::from(b >> 4)] += 1;
