@@ -228,6 +228,44 @@ fn a_switch_of_rng_current_never_gets_another_devices_quality() {
 }
 
 #[test]
+fn an_unusable_state_dir_is_said_at_start_and_a_failing_device_is_still_cut_to_zero() {
+    let dir = temp_dir();
+    let sys = fake_sysfs(dir.path());
+    // A file where the state folder should be: no marker can go in it.
+    let occupied = dir.path().join("state");
+    std::fs::write(&occupied, "not a folder\n").unwrap();
+    let state = occupied.join("sub");
+    let fifo = fed_fifo(dir.path(), "hwrng", zeros(30));
+    let d = daemon(args("run", &fifo, &sys, &state, &[]));
+    d.wait_for_log("the quarantine marker cannot be written")
+        .expect("said at start");
+    until("held", &d, || (quality(&sys) == "0").then_some(()));
+    assert_eq!(d.metric(HELD), Some(1.0), "{}", d.log());
+    let errors = "random_refresher_hwrng_quarantine_marker_errors_total";
+    assert_eq!(d.metric(errors), Some(1.0), "{}", d.log());
+    assert!(
+        d.log().contains("its marker was not written"),
+        "{}",
+        d.log()
+    );
+}
+
+#[test]
+fn a_quality_raised_from_outside_while_the_device_fails_is_put_back_to_zero() {
+    let dir = temp_dir();
+    let (sys, state) = (fake_sysfs(dir.path()), dir.path().join("state"));
+    let fifo = fed_fifo(dir.path(), "hwrng", zeros(30));
+    let d = daemon(args("run", &fifo, &sys, &state, &[]));
+    until("held", &d, || (quality(&sys) == "0").then_some(()));
+    // A driver rebind or an operator writes a quality back.
+    std::fs::write(sys.join("class/misc/hw_random/rng_quality"), "700\n").unwrap();
+    until("held again", &d, || (quality(&sys) == "0").then_some(()));
+    assert!(d.log().contains("raised from outside"), "{}", d.log());
+    let marker = std::fs::read_to_string(state.join("hwrng-quarantine")).unwrap();
+    assert_eq!(marker, "fake_rng.0 700\n", "the original quality is kept");
+}
+
+#[test]
 fn a_symlink_planted_at_the_marker_is_not_followed() {
     let dir = temp_dir();
     let (sys, state) = (fake_sysfs(dir.path()), dir.path().join("state"));

@@ -207,8 +207,9 @@ impl Refresher {
         }
     }
 
-    /// At exit: a held device stays held (see `QuarantinePolicy`); this only
-    /// says so.
+    /// At exit: a quarantined device stays held, one held only by
+    /// `--hold-hwrng-quality` gets its quality back (the rule for every
+    /// exit is in `sink::quarantine`).
     pub fn finish(&mut self) {
         if let Some(q) = self.quarantine.as_mut() {
             q.finish();

@@ -44,6 +44,67 @@ pub struct Rules {
     pub hold_always: bool,
 }
 
+/// What the policy knows of the judged device after a cycle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// `rng_current` changed since the device was last judged.
+    pub switched: bool,
+    /// The marker holds the device (for failing or by the option).
+    pub held: bool,
+    /// It is held only by `--hold-hwrng-quality`.
+    pub held_by_option: bool,
+    /// How the hwrng source's bytes stand.
+    pub standing: HwrngStanding,
+}
+
+/// What to do about the judged device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing is written.
+    Nothing,
+    /// Another device is current: the standing came (at least partly)
+    /// from the device before, so nothing is applied, and the hwrng source
+    /// is judged again from a start-up test on the new device's bytes.
+    Rejudge,
+    /// Hold at 0 for failing: a quarantine, which outlives the process. A
+    /// quality raised from outside is put back to 0.
+    Quarantine,
+    /// Hold at 0 by `--hold-hwrng-quality`; given back at a clean exit.
+    HoldByOption,
+    /// Give the recorded quality back: the device passed again.
+    Lift,
+}
+
+/// The policy's one rule, pure: every write to `rng_quality` the daemon
+/// makes while it runs follows from it.
+///
+/// - A switch of `rng_current` applies nothing (the standing may be the
+///   old device's).
+/// - A device failing the tests is quarantined, whatever else holds it.
+/// - Under `--hold-hwrng-quality` every device is held; a quarantined one
+///   stays a quarantine until it has passed [`RELEASE_AFTER_BLOCKS`].
+/// - A quarantined device is lifted once it passed [`RELEASE_AFTER_BLOCKS`]
+///   blocks while trusted. Until then, a quality raised from outside while
+///   it passes stands: the operator's word wins over a device that is not
+///   failing now.
+pub fn decide(rules: Rules, facts: Facts) -> Action {
+    if facts.switched {
+        return Action::Rejudge;
+    }
+    let failing = rules.quarantine && facts.standing.failing;
+    let passed = rules.quarantine && facts.standing.trusted_passes >= RELEASE_AFTER_BLOCKS;
+    let quarantined = facts.held && !facts.held_by_option;
+    if failing || (rules.hold_always && quarantined && !passed) {
+        Action::Quarantine
+    } else if rules.hold_always {
+        Action::HoldByOption
+    } else if facts.held && passed {
+        Action::Lift
+    } else {
+        Action::Nothing
+    }
+}
+
 pub struct QuarantinePolicy {
     quarantine: Quarantine,
     rules: Rules,
@@ -121,11 +182,11 @@ impl QuarantinePolicy {
         true
     }
 
-    /// Applies the hwrng source's standing after a cycle. Returns true when
-    /// `rng_current` changed, during the cycle (the standing may then come
-    /// from the device before, and is not applied) or because of this
-    /// update's own write (the kernel picks its best device again whenever
-    /// `rng_quality` is written).
+    /// Applies the hwrng source's standing after a cycle, as [`decide`]
+    /// says. Returns true when `rng_current` changed, during the cycle (the
+    /// standing may then come from the device before, and is not applied)
+    /// or because of this update's own write (the kernel picks its best
+    /// device again whenever `rng_quality` is written).
     pub fn update(&mut self, standing: HwrngStanding) -> bool {
         if self.switched() {
             return true;
@@ -133,15 +194,28 @@ impl QuarantinePolicy {
         let Some(rng) = self.judged.clone() else {
             return false;
         };
-        let failing = self.rules.quarantine && standing.failing;
-        let passed = self.rules.quarantine && standing.trusted_passes >= RELEASE_AFTER_BLOCKS;
-        let result = if failing {
-            self.held_by_option.remove(&rng);
-            self.hold(&rng)
-        } else if self.rules.hold_always {
-            self.hold_by_option(&rng, passed)
-        } else if self.quarantine.is_held(&rng) && passed {
-            self.quarantine.release(&rng).map(|released| {
+        let facts = Facts {
+            switched: false,
+            held: self.quarantine.is_held(&rng),
+            held_by_option: self.held_by_option.contains(&rng),
+            standing,
+        };
+        let result = match decide(self.rules, facts) {
+            Action::Nothing | Action::Rejudge => Ok(()),
+            Action::Quarantine => {
+                self.held_by_option.remove(&rng);
+                self.hold(&rng)
+            }
+            Action::HoldByOption => {
+                if facts.held && !facts.held_by_option {
+                    warn!(
+                        rng,
+                        "the hardware RNG passes its health tests again; its rng_quality stays 0 (--hold-hwrng-quality)"
+                    );
+                }
+                self.hold_by_option(&rng)
+            }
+            Action::Lift => self.quarantine.release(&rng).map(|released| {
                 if let Some(quality) = released {
                     warn!(
                         rng,
@@ -150,9 +224,7 @@ impl QuarantinePolicy {
                         "quarantine lifted: the hardware RNG passes its health tests again"
                     );
                 }
-            })
-        } else {
-            Ok(())
+            }),
         };
         if let Err(e) = result {
             error!(error = %e, "cannot change the hardware RNG's quality");
@@ -161,22 +233,8 @@ impl QuarantinePolicy {
         self.switched()
     }
 
-    /// `--hold-hwrng-quality`: the device is held whatever its standing; a
-    /// quarantine of it ends (by `passed`) in a hold by the option.
-    fn hold_by_option(
-        &mut self,
-        rng: &str,
-        passed: bool,
-    ) -> Result<(), crate::kernel::QuarantineError> {
-        if self.quarantine.is_held(rng) && !self.held_by_option.contains(rng) {
-            if !passed {
-                return self.hold(rng);
-            }
-            warn!(
-                rng,
-                "the hardware RNG passes its health tests again; its rng_quality stays 0 (--hold-hwrng-quality)"
-            );
-        }
+    /// `--hold-hwrng-quality`: the device is held whatever its standing.
+    fn hold_by_option(&mut self, rng: &str) -> Result<(), crate::kernel::QuarantineError> {
         self.held_by_option.insert(rng.to_string());
         match self.quarantine.hold(rng)? {
             Hold::Now { found, marker } => {
@@ -376,6 +434,61 @@ mod tests {
         failing: false,
         trusted_passes: RELEASE_AFTER_BLOCKS,
     };
+
+    #[test]
+    fn the_decision_for_every_rule_and_standing() {
+        let (q, h, both) = (
+            Rules {
+                quarantine: true,
+                hold_always: false,
+            },
+            Rules {
+                quarantine: false,
+                hold_always: true,
+            },
+            Rules {
+                quarantine: true,
+                hold_always: true,
+            },
+        );
+        let not_yet = HwrngStanding {
+            failing: false,
+            trusted_passes: RELEASE_AFTER_BLOCKS - 1,
+        };
+        let facts = |held, held_by_option, standing| Facts {
+            switched: false,
+            held,
+            held_by_option,
+            standing,
+        };
+        use Action::*;
+        let table = [
+            // (rules, held, by option, standing) → action
+            (q, false, false, FAILING, Quarantine),
+            (q, true, false, FAILING, Quarantine),
+            (q, true, false, not_yet, Nothing),
+            (q, true, false, PASSING, Lift),
+            (q, false, false, PASSING, Nothing),
+            (h, false, false, FAILING, HoldByOption),
+            (h, true, true, PASSING, HoldByOption),
+            (both, true, true, FAILING, Quarantine),
+            (both, true, false, not_yet, Quarantine),
+            (both, true, false, PASSING, HoldByOption),
+            (Rules::default(), true, false, PASSING, Nothing),
+        ];
+        for (i, (rules, held, by_option, standing, want)) in table.into_iter().enumerate() {
+            assert_eq!(
+                decide(rules, facts(held, by_option, standing)),
+                want,
+                "row {i}"
+            );
+        }
+        let switched = Facts {
+            switched: true,
+            ..facts(false, false, FAILING)
+        };
+        assert_eq!(decide(q, switched), Rejudge, "the old device's standing");
+    }
 
     #[test]
     fn the_hold_option_holds_a_passing_device_and_gives_it_back_at_exit() {
