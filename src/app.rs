@@ -110,7 +110,7 @@ fn read_limits(
     ReadLimits {
         timeout: args.read_timeout,
         stop: Arc::clone(stop),
-        progress,
+        progress: progress.map(|p| p as Arc<dyn crate::source::Heartbeat>),
     }
 }
 

@@ -24,6 +24,7 @@ use crate::kernel::Quarantine;
 use crate::sink::{QuarantinePolicy, QuarantineRules, SinkSet, SinkSpec};
 use crate::source::{SourcePool, SourceSpec};
 use crate::telemetry::exporter::Exporter;
+use crate::telemetry::source_metrics::SourceMetrics;
 use crate::telemetry::{LoopStatus, names};
 
 /// The result of one cycle.
@@ -69,7 +70,8 @@ impl Refresher {
     pub fn new(config: Config) -> Result<Self, StartError> {
         let c = config;
         c.check()?;
-        let pool = SourcePool::open(&c.sources, c.pool_options()).map_err(StartError::no_source)?;
+        let pool = SourcePool::open(&c.sources, c.pool_options(), &SourceMetrics::boxed)
+            .map_err(StartError::no_source)?;
         if c.quarantine && !pool.has_hwrng() {
             return Err(StartError::NoHwrngSource(c.hwrng));
         }
@@ -182,10 +184,7 @@ impl Refresher {
     fn deliver_batches(&mut self) -> CycleOutcome {
         let mut all_ok = true;
         for i in 0..self.sinks.len() {
-            let filled = match self
-                .pool
-                .fill(self.batch.bytes_mut(), self.status.as_deref())
-            {
+            let filled = match self.pool.fill(self.batch.bytes_mut()) {
                 Err(crate::source::Stopped) => return CycleOutcome::Stopped,
                 Ok(f) if f.bytes < self.batch.len() => return CycleOutcome::NoBatch,
                 Ok(f) => f,

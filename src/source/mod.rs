@@ -25,8 +25,8 @@ use std::time::Duration;
 pub use cpu::{CpuInstruction, CpuSource};
 pub use path::{FileId, FilePosition, PathSource};
 pub use pool::{
-    Filled, HwrngStanding, PoolOptions, RDRAND_ENTROPY_PER_BYTE, SourcePool, Stopped,
-    credit_per_byte,
+    Filled, HwrngStanding, Observe, PoolOptions, RDRAND_ENTROPY_PER_BYTE, SourceObserver,
+    SourcePool, Stopped, Unobserved, credit_per_byte,
 };
 
 /// A `--source` value.
@@ -178,7 +178,13 @@ pub struct ReadLimits {
     pub timeout: Duration,
     pub stop: Arc<AtomicBool>,
     /// Told of every read that brings bytes, for the liveness check.
-    pub progress: Option<Arc<crate::telemetry::LoopStatus>>,
+    pub progress: Option<Arc<dyn Heartbeat>>,
+}
+
+/// The loop's one sign of life: beaten by every read that brings bytes,
+/// whichever source and layer it is in.
+pub trait Heartbeat: Send + Sync + std::fmt::Debug {
+    fn beat(&self);
 }
 
 /// The signal that asked the process to stop (0: none yet). Signals are

@@ -9,22 +9,20 @@
 //! retries it, that source's gate starts over with the start-up test.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 use tracing::{debug, error, info, warn};
 
 use super::assess::{Assessed, Assessor, OnlineAssessment};
 use super::{
-    CpuInstruction, Credit, ErrorKind, FileId, FilePosition, Provenance, ReadLimits, Source,
-    SourceError, SourceSpec,
+    CpuInstruction, Credit, ErrorKind, FileId, FilePosition, Heartbeat, Provenance, ReadLimits,
+    Source, SourceError, SourceSpec,
 };
-use crate::health::entropy::{Assessment, TrackKind};
+use crate::health::entropy::Assessment;
 use crate::health::estimate::Sampling;
 use crate::health::{
-    BLOCK_BYTES, Block, Cutoffs, FailurePolicy, PROBE_BLOCKS, TESTS, Test, Trust, TrustEvent,
+    BLOCK_BYTES, Block, BlockVerdict, Cutoffs, FailurePolicy, PROBE_BLOCKS, Test, Trust, TrustEvent,
 };
-use crate::telemetry::{LoopStatus, names};
 
 /// Default credit for RDRAND output: a DRBG's output carries at most the
 /// entropy of its reseeds. Intel's DRNG guide bounds the DRBG to 511 outputs
@@ -80,75 +78,28 @@ impl Filled {
     }
 }
 
-/// Metric handles of one source, made once when the pool is built.
-struct SlotMetrics {
-    source: String,
-    min_entropy_estimate: Gauge,
-    assessment_duration: Histogram,
-    bytes_read: Counter,
-    read_duration: Histogram,
-    up: Gauge,
-    available: Gauge,
-    passed: Counter,
-    failed: Counter,
-    test_failures: [Counter; TESTS],
-    read_errors: Vec<Counter>,
+/// What the pool tells of one source as it goes, for the metrics: the
+/// telemetry implements it, so that this module reports nothing itself. The
+/// defaults do nothing (a pool no one watches, in tests).
+pub trait SourceObserver {
+    /// Whether the source is up (open and trusted) and available (there,
+    /// as far as this run knows).
+    fn standing(&self, _up: bool, _available: bool) {}
+    fn read_error(&self, _kind: ErrorKind) {}
+    /// One fill's reads: the bytes that arrived and how long it took.
+    fn read(&self, _bytes: u64, _took: Duration) {}
+    fn block(&self, _verdict: &BlockVerdict) {}
+    fn assessed(&self, _assessment: &Assessment, _took: Duration) {}
 }
 
-impl SlotMetrics {
-    /// Counters start at zero, so that `rate()` and `increase()` see the
-    /// first event and no alert needs to handle an absent series.
-    fn new(source: &str, claimed: f64) -> Self {
-        let s = || source.to_string();
-        let zero = |c: Counter| {
-            c.absolute(0);
-            c
-        };
-        // No estimate is NaN, not 0: a comparison with NaN never alerts.
-        let min_entropy_estimate = gauge!(names::MIN_ENTROPY_ESTIMATE, "source" => s());
-        min_entropy_estimate.set(f64::NAN);
-        gauge!(names::MIN_ENTROPY_CLAIMED, "source" => s()).set(claimed);
-        Self {
-            source: s(),
-            min_entropy_estimate,
-            assessment_duration: histogram!(names::MIN_ENTROPY_ASSESSMENT_DURATION, "source" => s()),
-            bytes_read: zero(counter!(names::SOURCE_BYTES_READ, "source" => s())),
-            read_duration: histogram!(names::SOURCE_READ_DURATION, "source" => s()),
-            up: gauge!(names::SOURCE_UP, "source" => s()),
-            available: gauge!(names::SOURCE_AVAILABLE, "source" => s()),
-            passed: zero(counter!(names::HEALTH_BLOCKS, "source" => s(), "result" => "pass")),
-            failed: zero(counter!(names::HEALTH_BLOCKS, "source" => s(), "result" => "fail")),
-            test_failures: std::array::from_fn(|i| {
-                let test = Test::ALL[i].name();
-                zero(counter!(names::HEALTH_TEST_FAILURES, "source" => s(), "test" => test))
-            }),
-            read_errors: ErrorKind::ALL
-                .iter()
-                .map(|k| {
-                    zero(counter!(names::SOURCE_READ_ERRORS, "source" => s(), "kind" => k.name()))
-                })
-                .collect(),
-        }
-    }
+/// Nobody watches.
+pub struct Unobserved;
 
-    /// Shows a finished assessment: the assessed value, and each
-    /// estimator's figure on each track (at most twenty series a source).
-    fn show_assessment(&self, a: &Assessment, took: std::time::Duration) {
-        self.min_entropy_estimate.set(a.assessed);
-        self.assessment_duration.record(took.as_secs_f64());
-        let tracks = [
-            (TrackKind::Literal, Some(&a.literal)),
-            (TrackKind::Bitstring, a.bitstring.as_ref()),
-        ];
-        for (track, estimates) in tracks {
-            for (e, v) in estimates.into_iter().flat_map(|x| x.iter()) {
-                gauge!(names::MIN_ENTROPY_ESTIMATOR, "source" => self.source.clone(),
-                    "track" => track.name(), "estimator" => e.name())
-                .set(v);
-            }
-        }
-    }
-}
+impl SourceObserver for Unobserved {}
+
+/// Makes each source's observer from its metric label and the claimed
+/// min-entropy.
+pub type Observe<'a> = &'a dyn Fn(&str, f64) -> Box<dyn SourceObserver>;
 
 struct Slot {
     spec: SourceSpec,
@@ -181,7 +132,7 @@ struct Slot {
     last_failure_missing: bool,
     /// The same file as the kernel's hwrng device.
     is_hwrng: bool,
-    metrics: SlotMetrics,
+    observer: Box<dyn SourceObserver>,
 }
 
 impl Slot {
@@ -191,10 +142,7 @@ impl Slot {
     }
 
     fn show_up(&self) {
-        self.metrics.up.set(f64::from(u8::from(self.is_up())));
-        self.metrics
-            .available
-            .set(f64::from(u8::from(!self.is_absent())));
+        self.observer.standing(self.is_up(), !self.is_absent());
     }
 
     /// Not on this machine as far as this run knows: nothing was ever read
@@ -232,7 +180,7 @@ impl Slot {
                 Ok(())
             }
             Err(e) => {
-                self.metrics.read_errors[e.kind() as usize].increment(1);
+                self.observer.read_error(e.kind());
                 self.note_absence(e.kind());
                 Err(e)
             }
@@ -246,7 +194,7 @@ impl Slot {
     }
 
     fn note_error(&mut self, e: &SourceError) {
-        self.metrics.read_errors[e.kind() as usize].increment(1);
+        self.observer.read_error(e.kind());
         self.note_absence(e.kind());
         self.log_error(e);
     }
@@ -271,7 +219,7 @@ impl Slot {
             info!(source = %self.label, assessed = a.assessed, h_original = a.h_original,
                 h_bitstring = a.h_bitstring, samples = a.samples, seconds, "min-entropy assessed");
         }
-        self.metrics.show_assessment(a, done.took);
+        self.observer.assessed(a, done.took);
     }
 
     /// Only a device or a CPU instruction is credited by default: a FIFO,
@@ -297,7 +245,7 @@ impl Slot {
     fn fill(
         &mut self,
         out: &mut [u8],
-        status: Option<&LoopStatus>,
+        heartbeat: Option<&dyn Heartbeat>,
     ) -> Result<(usize, f64), Stopped> {
         let started = Instant::now();
         let mut block = [0u8; BLOCK_BYTES];
@@ -313,8 +261,8 @@ impl Slot {
             let result = source.fill(&mut block, &mut got);
             read += got as u64;
             self.ever_read |= got > 0;
-            if let Some(status) = status {
-                status.beat();
+            if let Some(heartbeat) = heartbeat {
+                heartbeat.beat();
             }
             if let Err(e) = result {
                 if matches!(e, SourceError::Stopped { .. }) {
@@ -339,13 +287,8 @@ impl Slot {
                 }
                 written += BLOCK_BYTES;
             }
-            if step.verdict.passed() {
-                self.metrics.passed.increment(1);
-            } else {
-                self.metrics.failed.increment(1);
-                for t in step.verdict.failed_tests() {
-                    self.metrics.test_failures[t as usize].increment(1);
-                }
+            self.observer.block(&step.verdict);
+            if !step.verdict.passed() {
                 let tests: Vec<&str> = step.verdict.failed_tests().map(Test::name).collect();
                 debug!(source = %self.label, tests = tests.join(","),
                        start_up = step.start_up, "block failed; dropped with the block held before it");
@@ -357,10 +300,7 @@ impl Slot {
                 }
             }
         };
-        self.metrics.bytes_read.increment(read);
-        self.metrics
-            .read_duration
-            .record(started.elapsed().as_secs_f64());
+        self.observer.read(read, started.elapsed());
         result.map(|()| (written, credit_bits))
     }
 
@@ -447,7 +387,11 @@ impl SourcePool {
     /// Opens every source. At least one must open: a daemon that can read
     /// nothing is misconfigured and should say so at once (the error joins
     /// each source's reason).
-    pub fn open(specs: &[SourceSpec], options: PoolOptions) -> Result<Self, String> {
+    pub fn open(
+        specs: &[SourceSpec],
+        options: PoolOptions,
+        observe: Observe,
+    ) -> Result<Self, String> {
         let PoolOptions {
             limits,
             cutoffs,
@@ -497,7 +441,7 @@ impl SourcePool {
                     ever_read: false,
                     last_failure_missing: false,
                     is_hwrng,
-                    metrics: SlotMetrics::new(&metric_name, claimed_min_entropy),
+                    observer: observe(&metric_name, claimed_min_entropy),
                     metric_name,
                 }
             })
@@ -530,7 +474,7 @@ impl SourcePool {
 
     /// Fills `out` (whole blocks) with tested bytes from the first usable
     /// sources in order. Fewer bytes than asked means the sources ran out.
-    pub fn fill(&mut self, out: &mut [u8], status: Option<&LoopStatus>) -> Result<Filled, Stopped> {
+    pub fn fill(&mut self, out: &mut [u8]) -> Result<Filled, Stopped> {
         let now = Instant::now();
         let mut filled = Filled {
             credit_bits_by_source: vec![0.0; self.slots.len()],
@@ -561,7 +505,8 @@ impl SourcePool {
                        "retrying the source: a start-up test, then the probe blocks");
             }
             self.active = Some(i);
-            let (bytes, credit_bits) = slot.fill(&mut out[filled.bytes..], status)?;
+            let heartbeat = self.limits.progress.as_deref();
+            let (bytes, credit_bits) = slot.fill(&mut out[filled.bytes..], heartbeat)?;
             filled.bytes += bytes;
             filled.credit_bits_by_source[i] += credit_bits;
             slot.show_up();
@@ -668,7 +613,7 @@ mod tests {
             estimate_every: Sampling::Every(1),
             hwrng: None,
         };
-        SourcePool::open(specs, options).unwrap()
+        SourcePool::open(specs, options, &|_, _| Box::new(Unobserved)).unwrap()
     }
 
     /// Two sources, each reading its script.
@@ -695,7 +640,7 @@ mod tests {
         let mut out = vec![0u8; BLOCK_BYTES];
         // 25 unforgiven failures give the first up; the second starts with
         // its own start-up test (b100) and b101 is released by b102.
-        let filled = p.fill(&mut out, None).unwrap();
+        let filled = p.fill(&mut out).unwrap();
         assert_eq!(out, good_block(101));
         assert_eq!(
             filled.credit_bits_by_source,
@@ -741,7 +686,7 @@ mod tests {
 
     fn fill_one(p: &mut SourcePool) -> Vec<u8> {
         let mut out = vec![0u8; BLOCK_BYTES];
-        let got = p.fill(&mut out, None).unwrap().bytes;
+        let got = p.fill(&mut out).unwrap().bytes;
         out.truncate(got);
         out
     }
@@ -826,10 +771,10 @@ mod tests {
             Ok(b),
         ])));
         let mut out = vec![7u8; BLOCK_BYTES + 100];
-        assert_eq!(p.fill(&mut out, None).unwrap().bytes, BLOCK_BYTES);
+        assert_eq!(p.fill(&mut out).unwrap().bytes, BLOCK_BYTES);
         assert_eq!(out[..BLOCK_BYTES], a[..]);
         assert_eq!(out[BLOCK_BYTES..], [7u8; 100]);
-        assert_eq!(p.fill(&mut [0u8; 10], None).unwrap().bytes, 0);
+        assert_eq!(p.fill(&mut [0u8; 10]).unwrap().bytes, 0);
     }
 
     #[test]
@@ -839,7 +784,7 @@ mod tests {
         p.slots[0].source = Some(Source::Scripted(blocks.into_iter().map(Ok).collect()));
         let mut out = vec![0u8; 2 * BLOCK_BYTES];
         // Start-up, then two windows of 4096 samples: nothing credited yet.
-        let first = p.fill(&mut out, None).unwrap();
+        let first = p.fill(&mut out).unwrap();
         assert_eq!((first.bytes, first.credit_bits()), (2 * BLOCK_BYTES, 0.0));
         let slot = &mut p.slots[0];
         let started = Instant::now();
@@ -853,7 +798,7 @@ mod tests {
         };
         let assessed = done.assessment.assessed;
         assert!(assessed > 0.0 && assessed < 8.0, "{assessed}");
-        let next = p.fill(&mut out, None).unwrap();
+        let next = p.fill(&mut out).unwrap();
         assert_eq!(next.bytes, 2 * BLOCK_BYTES);
         // Each block is credited by the newest assessment known when it is
         // released: the one above, or a newer one of the following window.

@@ -5,6 +5,7 @@ pub mod exporter;
 pub mod http;
 pub mod names;
 pub mod push;
+pub mod source_metrics;
 pub mod systemd;
 pub mod web_config;
 
@@ -147,6 +148,12 @@ impl Default for LoopStatus {
             source_healthy: AtomicBool::new(false),
             systemd: systemd::Notifier::from_env(),
         }
+    }
+}
+
+impl crate::source::Heartbeat for LoopStatus {
+    fn beat(&self) {
+        LoopStatus::beat(self)
     }
 }
 
