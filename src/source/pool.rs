@@ -321,7 +321,7 @@ impl Slot {
                       "source passed its start-up test and the probe blocks and is trusted again");
             }
             TrustEvent::ProbeFailed { tests, retry_in } => {
-                warn!(source = %self.label, tests = %tests,
+                warn!(source = %self.label, tests = tests.to_string().as_str(),
                       retry_in = %humantime::format_duration(retry_in),
                       "source still fails the health tests; retrying later");
             }
@@ -330,7 +330,7 @@ impl Slot {
                 tests,
                 retry_in,
             } => {
-                error!(source = %self.label, failures, tests = %tests,
+                error!(source = %self.label, failures, tests = tests.to_string().as_str(),
                        retry_in = %humantime::format_duration(retry_in),
                        "source failed the health tests too often; not used until its retry");
             }
