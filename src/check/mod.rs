@@ -421,3 +421,132 @@ fn print_estimates(track: &str, e: &Estimates, out: &mut impl Write) -> std::io:
     let list: Vec<String> = e.iter().map(|(e, v)| format!("{e} {v:.6}")).collect();
     writeln!(out, "  {track}: {}", list.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    //! `check` in-process: the report is the same for any `--jobs`, from a
+    //! regular file (positioned reads on every thread) and from a stream.
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::test_support::XorShift;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    fn args(source: &str, jobs: usize) -> CheckArgs {
+        let jobs = jobs.to_string();
+        let line = [
+            "random-refresher",
+            "check",
+            "--source",
+            source,
+            "--jobs",
+            &jobs,
+            "--estimate-window",
+            "8250",
+            "--estimate-every",
+            "30",
+        ];
+        match Cli::try_parse_args(line).unwrap().command {
+            Command::Check(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    /// Noise with failures spread over the stream: a block of zeros every
+    /// 29, one block repeated, and a tail shorter than a block. Three
+    /// pieces of 100 blocks (the last one short) for up to eight threads,
+    /// and windows 0, 30 and 60 (the partial last one, 6,000 samples with
+    /// the tail) assessed.
+    fn stream() -> Vec<u8> {
+        let mut x = XorShift(0x5DEE_CE66_D1CE_5EED);
+        let mut blocks: Vec<Block> = (0..200).map(|_| x.block()).collect();
+        for b in blocks.iter_mut().step_by(29) {
+            *b = [0; BLOCK_BYTES];
+        }
+        // Two in a row: `check`'s blocks start four bytes in.
+        blocks[150] = blocks[60];
+        blocks[151] = blocks[61];
+        let mut bytes = blocks.concat();
+        bytes.extend(x.top_bytes(1000));
+        bytes
+    }
+
+    /// The report as JSON, without the times.
+    fn report(spec: &str, jobs: usize) -> serde_json::Value {
+        let a = args(spec, jobs);
+        let limits = ReadLimits {
+            // How long `check` waits for a new writer once the FIFO's is
+            // gone: the end of every FIFO run here.
+            timeout: std::time::Duration::from_secs(1),
+            stop: Arc::new(AtomicBool::new(false)),
+            progress: None,
+        };
+        let cutoffs = Cutoffs::new(8.0, -40.0).unwrap();
+        let mut reports = check(&a, cutoffs, &limits).unwrap();
+        let mut v = serde_json::to_value(reports.remove(0)).unwrap();
+        v["seconds"] = 0.into();
+        v["min_entropy"]["seconds"] = 0.into();
+        // Both name the path they read.
+        v["source"] = "".into();
+        v["ended"] = v["ended"].is_string().into();
+        v
+    }
+
+    /// The blocks' failures counted on one thread, block after block, as
+    /// `check` reads them: after the four bytes that prime the continuous
+    /// run test.
+    fn failures_in_order(data: &[u8]) -> (u64, u64) {
+        let prime = u32::from_le_bytes(data[..4].try_into().unwrap());
+        let cutoffs = Cutoffs::new(8.0, -40.0).unwrap();
+        let mut tests = StreamTests::new(cutoffs, ContinuousRun::primed(prime));
+        let (chunks, _) = data[4..].as_chunks::<BLOCK_BYTES>();
+        let failed = chunks.iter().filter(|b| !tests.test_block(b).passed());
+        (chunks.len() as u64, failed.count() as u64)
+    }
+
+    #[test]
+    fn one_three_and_eight_jobs_give_the_same_report_from_a_file_and_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = stream();
+        let file = dir.path().join("file");
+        std::fs::write(&file, &data).unwrap();
+        let one = report(file.to_str().unwrap(), 1);
+        let (blocks, failures) = failures_in_order(&data);
+        assert_eq!(one["blocks"], blocks, "{one}");
+        assert_eq!(one["failures"], failures, "{one}");
+        assert!(failures >= 7, "every zero block fails: {one}");
+        assert_eq!(one["repeated_block"], 1, "{one}");
+        let assessed = one["min_entropy"]["assessed"].as_array().unwrap();
+        assert_eq!(assessed.len(), 3, "{one}");
+        assert_eq!(assessed[2]["window"], 60, "{one}");
+        assert_eq!(assessed[2]["samples"], data.len() - 60 * 8250, "{one}");
+        for jobs in [3, 8] {
+            assert_eq!(
+                report(file.to_str().unwrap(), jobs),
+                one,
+                "file, {jobs} jobs"
+            );
+        }
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for jobs in [1, 3, 8] {
+            // The writer is connected before `check` opens the FIFO (a read
+            // end of the test's own, never read, lets it open), so that
+            // `check` sees the writer go away only at the end.
+            use std::os::unix::fs::OpenOptionsExt;
+            let _keep = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&fifo)
+                .unwrap();
+            let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+            let data = data.clone();
+            let writer = std::thread::spawn(move || std::io::Write::write_all(&mut w, &data));
+            let from_fifo = report(fifo.to_str().unwrap(), jobs);
+            writer.join().unwrap().unwrap();
+            assert_eq!(from_fifo, one, "FIFO, {jobs} jobs");
+        }
+    }
+}

@@ -83,6 +83,9 @@ pub(super) fn run(
             if chunk.ended.is_some() {
                 outcome.ended.clone_from(&chunk.ended);
             }
+            // The start of a block the stream ended in: not tested, but
+            // assessed, as the tail of a regular file is.
+            let tail = chunk.buf[chunk.blocks().len() * BLOCK_BYTES..chunk.got].to_vec();
             let round = Round {
                 chunk,
                 base,
@@ -91,6 +94,9 @@ pub(super) fn run(
             base += round.pieces();
             if let Some(buf) = crew.test(round, &scanner, &turn) {
                 let _ = empty_tx.send(buf);
+            }
+            if !tail.is_empty() {
+                turn.lock().stream.untested(&tail);
             }
         }
         outcome
@@ -320,8 +326,14 @@ impl PieceReader<'_> {
         let mut buf = vec![0u8; PIECE_BLOCKS * BLOCK_BYTES];
         let mut scans = [BlockScan::default(); PIECE_BLOCKS];
         loop {
+            // Looked at before a piece is claimed: a claimed piece must be
+            // finished in its turn (if only to count it), or the thread
+            // with the next piece would wait for it for ever.
+            if turn.has_ended() {
+                return;
+            }
             let piece = self.next.fetch_add(1, Ordering::Relaxed);
-            if piece >= self.pieces || turn.has_ended() {
+            if piece >= self.pieces {
                 return;
             }
             let (got, ended) = self.read(piece, &mut buf);
