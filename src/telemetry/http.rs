@@ -559,50 +559,77 @@ pub fn authorized(request: &Request, users: Option<&Users>) -> bool {
     }
 }
 
-/// The answer to a request, without any I/O.
-pub fn route(method: &str, target: &str, state: &HttpState) -> Response {
+/// What the server serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Endpoint {
+    Metrics,
+    Healthz,
+    Readyz,
+}
+
+/// The endpoint a request asks for (the query and fragment do not count),
+/// or the answer for one that asks for none or with another method.
+fn endpoint(method: &str, target: &str) -> Result<Endpoint, Response> {
     let path = target.split(['?', '#']).next().unwrap_or("");
-    if !matches!(path, "/metrics" | "/healthz" | "/readyz") {
-        return Response::text(404, "not found; try /metrics, /healthz or /readyz\n");
-    }
+    let endpoint = match path {
+        "/metrics" => Endpoint::Metrics,
+        "/healthz" => Endpoint::Healthz,
+        "/readyz" => Endpoint::Readyz,
+        _ => {
+            return Err(Response::text(
+                404,
+                "not found; try /metrics, /healthz or /readyz\n",
+            ));
+        }
+    };
     if method != "GET" && method != "HEAD" {
-        return Response {
+        return Err(Response {
             header: "Allow: GET, HEAD\r\n",
             ..Response::text(405, "method not allowed\n")
-        };
+        });
     }
-    match path {
-        "/metrics" => Response {
+    Ok(endpoint)
+}
+
+/// The answer to a request, without any I/O.
+pub fn route(method: &str, target: &str, state: &HttpState) -> Response {
+    match endpoint(method, target) {
+        Err(answer) => answer,
+        Ok(Endpoint::Metrics) => Response {
             status: 200,
             content_type: "text/plain; version=0.0.4; charset=utf-8",
             body: state.exporter.render(),
             header: "",
         },
-        "/healthz" => {
-            let age = state.status.since_heartbeat();
-            if age <= state.liveness_limit {
-                Response::text(200, "ok\n")
-            } else {
-                Response::text(
-                    503,
-                    format!(
-                        "refresh loop shows no progress for {:.0}s (limit {:.0}s)\n",
-                        age.as_secs_f64(),
-                        state.liveness_limit.as_secs_f64()
-                    ),
-                )
-            }
-        }
-        _ => {
-            let s = &state.status;
-            if !s.delivered_once() {
-                Response::text(503, "no tested batch delivered yet\n")
-            } else if !s.source_healthy() {
-                Response::text(503, "no healthy source\n")
-            } else {
-                Response::text(200, "ready\n")
-            }
-        }
+        Ok(Endpoint::Healthz) => healthz(&state.status, state.liveness_limit),
+        Ok(Endpoint::Readyz) => readyz(&state.status),
+    }
+}
+
+/// Live while the loop shows progress within `limit`.
+fn healthz(status: &LoopStatus, limit: Duration) -> Response {
+    let age = status.since_heartbeat();
+    if age <= limit {
+        return Response::text(200, "ok\n");
+    }
+    Response::text(
+        503,
+        format!(
+            "refresh loop shows no progress for {:.0}s (limit {:.0}s)\n",
+            age.as_secs_f64(),
+            limit.as_secs_f64()
+        ),
+    )
+}
+
+/// Ready once a tested batch was delivered, while some source is healthy.
+fn readyz(status: &LoopStatus) -> Response {
+    if !status.delivered_once() {
+        Response::text(503, "no tested batch delivered yet\n")
+    } else if !status.source_healthy() {
+        Response::text(503, "no healthy source\n")
+    } else {
+        Response::text(200, "ready\n")
     }
 }
 
@@ -676,6 +703,56 @@ mod tests {
             Some(&users)
         ));
         assert!(authorized(&get("/metrics", None), None), "no users: open");
+    }
+
+    #[test]
+    fn each_path_and_method_gets_its_endpoint_or_its_refusal() {
+        for (target, want) in [
+            ("/metrics", Endpoint::Metrics),
+            ("/healthz", Endpoint::Healthz),
+            ("/readyz", Endpoint::Readyz),
+            ("/readyz?verbose", Endpoint::Readyz),
+            ("/metrics#x", Endpoint::Metrics),
+        ] {
+            assert_eq!(endpoint("GET", target), Ok(want), "{target}");
+            assert_eq!(endpoint("HEAD", target), Ok(want), "{target}");
+        }
+        for target in ["/", "/readyz/", "/metricsx", "/healthz/../metrics", ""] {
+            assert_eq!(endpoint("GET", target).unwrap_err().status, 404, "{target}");
+        }
+        let refused = endpoint("POST", "/readyz").unwrap_err();
+        assert_eq!(
+            (refused.status, refused.header),
+            (405, "Allow: GET, HEAD\r\n")
+        );
+        assert_eq!(endpoint("POST", "/nothing").unwrap_err().status, 404);
+    }
+
+    #[test]
+    fn readyz_waits_for_a_delivery_and_a_healthy_source_and_healthz_for_progress() {
+        let status = LoopStatus::default();
+        let ready = |s: &LoopStatus| {
+            let r = readyz(s);
+            (r.status, r.body)
+        };
+        assert_eq!(
+            ready(&status),
+            (503, "no tested batch delivered yet\n".into())
+        );
+        status.cycle_finished(false, true);
+        assert_eq!(ready(&status).0, 503, "a failed cycle delivered nothing");
+        status.cycle_finished(true, false);
+        assert_eq!(ready(&status), (503, "no healthy source\n".into()));
+        status.cycle_finished(true, true);
+        assert_eq!(ready(&status), (200, "ready\n".into()));
+        // Once delivered, a later failed cycle keeps it delivered.
+        status.cycle_finished(false, true);
+        assert_eq!(ready(&status).0, 200);
+        assert_eq!(healthz(&status, Duration::from_secs(3600)).status, 200);
+        std::thread::sleep(Duration::from_millis(5));
+        let stale = healthz(&status, Duration::ZERO);
+        assert_eq!(stale.status, 503);
+        assert!(stale.body.contains("no progress"), "{}", stale.body);
     }
 
     #[test]
