@@ -59,7 +59,7 @@ pub enum StartError {
     CreditStream(SourceSpec),
     #[error("--source: none of the sources can be opened ({reasons}){hint}")]
     NoSource {
-        reasons: String,
+        reasons: crate::source::NoSourceOpens,
         /// How to pass the device in, when running in a container.
         hint: &'static str,
     },
@@ -142,7 +142,7 @@ impl Config {
 
 impl StartError {
     /// No source opens; in a container, say how to pass the device in.
-    pub(super) fn no_source(reasons: String) -> Self {
+    pub(super) fn no_source(reasons: crate::source::NoSourceOpens) -> Self {
         let hint = match crate::kernel::in_container() {
             true => "; for a container, pass the device: docker run --device /dev/hwrng",
             false => "",

@@ -25,8 +25,8 @@ use std::time::Duration;
 pub use cpu::{CpuInstruction, CpuSource};
 pub use path::{FileId, FilePosition, PathSource};
 pub use pool::{
-    Filled, HwrngStanding, Observe, PoolOptions, RDRAND_ENTROPY_PER_BYTE, SourceObserver,
-    SourcePool, Stopped, Unobserved, credit_per_byte,
+    Filled, HwrngStanding, NoSourceOpens, Observe, PoolOptions, RDRAND_ENTROPY_PER_BYTE,
+    SourceObserver, SourcePool, Stopped, Unobserved, credit_per_byte,
 };
 
 /// A `--source` value.

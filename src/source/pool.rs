@@ -58,6 +58,11 @@ pub struct PoolOptions {
     pub hwrng: Option<FileId>,
 }
 
+/// No source could be opened: each one's reason, in the pool's order.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct NoSourceOpens(pub Vec<SourceError>);
+
 /// Shutdown was asked for while reading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stopped;
@@ -163,11 +168,9 @@ impl Slot {
     }
 
     /// Opens the source; a failure is counted, and logged once per change.
-    fn open(&mut self, limits: &ReadLimits, hwrng: Option<FileId>) -> Result<(), String> {
-        self.try_open(limits, hwrng).map_err(|e| {
-            self.log_error(&e);
-            e.to_string()
-        })
+    fn open(&mut self, limits: &ReadLimits, hwrng: Option<FileId>) -> Result<(), SourceError> {
+        self.try_open(limits, hwrng)
+            .inspect_err(|e| self.log_error(e))
     }
 
     /// Opens the source; a failure is counted, not logged.
@@ -391,7 +394,7 @@ impl SourcePool {
         specs: &[SourceSpec],
         options: PoolOptions,
         observe: Observe,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NoSourceOpens> {
         let PoolOptions {
             limits,
             cutoffs,
@@ -456,8 +459,7 @@ impl SourcePool {
             slot.show_up();
         }
         if slots.iter().all(|s| s.source.is_none()) {
-            let text: Vec<String> = errors.iter().map(|(_, e)| e.to_string()).collect();
-            return Err(text.join("; "));
+            return Err(NoSourceOpens(errors.into_iter().map(|(_, e)| e).collect()));
         }
         for (label, e) in errors {
             if let Some(slot) = slots.iter_mut().find(|s| s.label == label) {
@@ -594,7 +596,15 @@ mod tests {
     }
 
     fn pool_of(specs: &[SourceSpec], entropy_per_byte: Option<Credit>) -> SourcePool {
-        let options = PoolOptions {
+        SourcePool::open(specs, options(entropy_per_byte), &|_, _| {
+            Box::new(Unobserved)
+        })
+        .unwrap()
+    }
+
+    /// Retries at once (no backoff), small assessment windows.
+    fn options(entropy_per_byte: Option<Credit>) -> PoolOptions {
+        PoolOptions {
             limits: ReadLimits {
                 timeout: Duration::from_secs(1),
                 stop: Arc::new(AtomicBool::new(false)),
@@ -612,8 +622,7 @@ mod tests {
             estimate_window: 4096,
             estimate_every: Sampling::Every(1),
             hwrng: None,
-        };
-        SourcePool::open(specs, options, &|_, _| Box::new(Unobserved)).unwrap()
+        }
     }
 
     /// Two sources, each reading its script.
@@ -628,6 +637,20 @@ mod tests {
 
     fn goods(from: u64, n: u64) -> Vec<Vec<u8>> {
         (from..from + n).map(good_block).collect()
+    }
+
+    #[test]
+    fn when_no_source_opens_the_error_gives_each_ones_reason_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let [a, b] = ["a", "b"].map(|n| SourceSpec::Path(dir.path().join(n)));
+        let Err(e) = SourcePool::open(&[a, b], options(None), &|_, _| Box::new(Unobserved)) else {
+            panic!("opened")
+        };
+        assert_eq!(e.0.len(), 2);
+        assert!(e.0.iter().all(|e| e.kind() == ErrorKind::NotFound), "{e}");
+        let text = e.to_string();
+        let (first, second) = text.split_once("; ").expect("two reasons");
+        assert!(first.contains("/a") && second.contains("/b"), "{text}");
     }
 
     #[test]
