@@ -3,8 +3,8 @@
 //! byte table depends on the core (how many vector pipes it has) and was
 //! not measured on hardware here (under qemu, which expands each vector
 //! instruction into several, the table wins). So the tester times both on
-//! a few blocks when it is made and keeps the faster: both give the same
-//! counts, only the speed differs.
+//! a few blocks, once per process, and keeps the faster: both give the
+//! same counts, only the speed differs.
 
 use super::words::{self, Words};
 use super::{Block, BlockStats};
@@ -17,7 +17,16 @@ pub(super) enum Level {
 }
 
 impl Level {
+    /// The faster build on this CPU, timed once per process: a property of
+    /// the core, so every tester (one per source, per `check` stream and
+    /// per `TestedRng`) shares the first one's finding, and making one
+    /// costs nothing after it.
     pub(super) fn detect() -> Self {
+        static FASTER: std::sync::OnceLock<Level> = std::sync::OnceLock::new();
+        *FASTER.get_or_init(Self::time_both)
+    }
+
+    fn time_both() -> Self {
         let block = timing_block();
         let cost = |level: Self| {
             (0..3)
