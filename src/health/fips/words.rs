@@ -3,7 +3,7 @@
 //! Each architecture compiles it with its own instructions enabled and picks
 //! the nibble counter that is fastest there.
 
-use super::{BLOCK_BITS, Block, BlockStats, LONG_RUN_BITS};
+use super::{BLOCK_BITS, Block, BlockStats};
 use crate::health::swar::zero_byte_mask;
 
 /// Words of the block, most significant bit first; the block's 20,000 bits
@@ -43,12 +43,7 @@ pub(super) fn stats_words(
         s.runs[1][k] = ge1[k] - next1;
         s.runs[0][k] = ge0 - next0;
     }
-    // Only whether a long run exists decides the test; report it as that.
-    s.longest_run = if has_equal_byte_pair(&words) && has_long_run(&words) {
-        LONG_RUN_BITS
-    } else {
-        0
-    };
+    s.has_long_run = has_equal_byte_pair(&words) && has_long_run(&words);
     s.nibbles = nibbles(block, &words);
     s
 }
