@@ -114,6 +114,22 @@ fn read_limits(
     }
 }
 
+/// `--retry-max`, or its default: 10 minutes, or `--retry-initial` when
+/// that is longer. A given value shorter than `--retry-initial` is refused,
+/// not raised.
+fn retry_max(args: &RefreshArgs) -> Result<std::time::Duration, String> {
+    let initial = args.retry_initial;
+    match args.retry_max {
+        None => Ok(FailurePolicy::default().retry_max.max(initial)),
+        Some(max) if max < initial => Err(format!(
+            "--retry-max {} is shorter than --retry-initial {}",
+            humantime::format_duration(max),
+            humantime::format_duration(initial)
+        )),
+        Some(max) => Ok(max),
+    }
+}
+
 fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
     let s = &args.source;
     Ok(Config {
@@ -131,7 +147,7 @@ fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
         cutoffs: s.cutoffs()?,
         policy: FailurePolicy {
             retry_initial: args.retry_initial,
-            retry_max: args.retry_max.max(args.retry_initial),
+            retry_max: retry_max(args)?,
             ..FailurePolicy::default()
         },
         limits,
@@ -515,5 +531,38 @@ fn probe(url: &str, timeout: std::time::Duration) -> u8 {
     match agent.get(url).call() {
         Ok(_) => EXIT_OK,
         Err(e) => fail(EXIT_FAILED, &format!("probe {url}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn refresh_args(extra: &[&str]) -> RefreshArgs {
+        let line = ["random-refresher", "once", "--source", "/dev/null"];
+        let cli = Cli::try_parse_args(line.iter().chain(extra)).unwrap();
+        match cli.command {
+            Command::Once(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn retry_max_defaults_to_ten_minutes_or_retry_initial_and_a_shorter_one_is_refused() {
+        let max = |extra: &[&str]| retry_max(&refresh_args(extra));
+        assert_eq!(max(&[]), Ok(Duration::from_secs(600)));
+        assert_eq!(
+            max(&["--retry-initial", "20m"]),
+            Ok(Duration::from_secs(1200))
+        );
+        assert_eq!(
+            max(&["--retry-initial", "1m", "--retry-max", "1m"]),
+            Ok(Duration::from_secs(60))
+        );
+        assert_eq!(
+            max(&["--retry-initial", "20m", "--retry-max", "1m"]),
+            Err("--retry-max 1m is shorter than --retry-initial 20m".into())
+        );
     }
 }

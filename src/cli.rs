@@ -336,10 +336,11 @@ pub struct RefreshArgs {
           env = "RANDOM_REFRESHER_RETRY_INITIAL")]
     pub retry_initial: Duration,
 
-    /// Longest wait between retries of a failed source.
-    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = positive_duration,
+    /// Longest wait between retries of a failed source, no shorter than
+    /// --retry-initial. Default: 10m, or --retry-initial when that is longer.
+    #[arg(long, value_name = "DURATION", value_parser = positive_duration,
           env = "RANDOM_REFRESHER_RETRY_MAX")]
-    pub retry_max: Duration,
+    pub retry_max: Option<Duration>,
 
     /// While the hwrng source fails its health tests, set the kernel's
     /// rng_quality to 0 so that the kernel stops crediting the device too.
