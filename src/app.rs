@@ -102,7 +102,7 @@ fn forward_signals(
     Ok(rx)
 }
 
-fn read_limits(
+pub(crate) fn read_limits(
     args: &SourceArgs,
     stop: &Arc<AtomicBool>,
     progress: Option<Arc<LoopStatus>>,
@@ -130,7 +130,7 @@ fn retry_max(args: &RefreshArgs) -> Result<std::time::Duration, String> {
     }
 }
 
-fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
+pub(crate) fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
     let s = &args.source;
     Ok(Config {
         sources: s.sources.clone(),

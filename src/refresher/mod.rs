@@ -234,3 +234,71 @@ impl Refresher {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One cycle at a time, in-process, from the command line as the binary
+    //! takes it: what each outcome means for the sinks.
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::test_support::passing_block;
+    use std::path::Path;
+    use std::sync::atomic::Ordering;
+
+    /// `once` with these options, a 5000-byte batch, and retries at once;
+    /// and the flag that stops it.
+    fn refresher(extra: &[&str]) -> (Refresher, Arc<std::sync::atomic::AtomicBool>) {
+        let line = ["random-refresher", "once", "--batch-size", "5000"];
+        let line = line.iter().chain(extra).chain(&["--retry-initial", "1ms"]);
+        let Command::Once(args) = Cli::try_parse_args(line).unwrap().command else {
+            unreachable!()
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let limits = crate::app::read_limits(&args.source, &stop, None);
+        let r = Refresher::new(crate::app::config(&args, limits).unwrap()).unwrap();
+        (r, stop)
+    }
+
+    fn source(dir: &Path, blocks: u64) -> String {
+        let path = dir.join("source");
+        let bytes: Vec<u8> = (0..blocks).flat_map(passing_block).collect();
+        std::fs::write(&path, bytes).unwrap();
+        path.to_str().unwrap().into()
+    }
+
+    #[test]
+    fn each_sink_gets_its_own_batch_and_a_short_source_is_no_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let sink = |p: &Path| format!("file:{}", p.display());
+        // Start-up block, then two batches of two blocks and the block
+        // that releases the last one: 6 blocks; one block more is not a
+        // third batch.
+        let src = source(dir.path(), 7);
+        let (mut r, _) = refresher(&["--source", &src, "--sink", &sink(&a), "--sink", &sink(&b)]);
+        assert_eq!(r.cycle(), CycleOutcome::Delivered { bytes: 10_000 });
+        let (a_bytes, b_bytes) = (std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert_eq!(a_bytes, [passing_block(1), passing_block(2)].concat());
+        assert_eq!(b_bytes, [passing_block(3), passing_block(4)].concat());
+        assert_eq!(r.cycle(), CycleOutcome::NoBatch);
+        assert_eq!(std::fs::read(&a).unwrap(), a_bytes, "no partial batch");
+    }
+
+    #[test]
+    fn a_sink_that_cannot_be_written_fails_the_cycle_and_a_stop_ends_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let seed = out.join("seed");
+        let src = source(dir.path(), 40);
+        let sink = format!("file:{}", seed.display());
+        let (mut r, stop) = refresher(&["--source", &src, "--sink", &sink]);
+        assert_eq!(r.cycle(), CycleOutcome::Delivered { bytes: 5000 });
+        // The seed file is replaced through a file beside it: with its
+        // folder gone, the delivery fails.
+        std::fs::remove_dir_all(&out).unwrap();
+        assert_eq!(r.cycle(), CycleOutcome::SinkFailed);
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!(r.cycle(), CycleOutcome::Stopped);
+    }
+}
