@@ -3,7 +3,11 @@
 //!
 //! Data flows one way: [`source`] → [`health`] → [`sink`], wired for one
 //! cycle at a time by [`refresher`] and observed through [`telemetry`].
-//! [`TestedRng`] offers the same tested stream to other Rust programs.
+//! [`TestedRng`] offers the same tested stream to other Rust programs: it
+//! is the one item meant for them. The modules public besides it are so for
+//! this package's own binary, benchmarks, property tests and fuzz targets,
+//! and make no promise of stability; the rest (`check`, `inventory`,
+//! `privileges`) are private.
 
 /// An enum whose variants each have one stable name, and the list of all
 /// variants: the single definition that metric labels, JSON keys and
@@ -43,12 +47,12 @@ macro_rules! named_enum {
 
 pub mod app;
 mod atomic_file;
-pub mod check;
+mod check;
 pub mod cli;
 pub mod health;
-pub mod inventory;
+mod inventory;
 pub mod kernel;
-pub mod privileges;
+mod privileges;
 pub mod refresher;
 pub mod sink;
 pub mod source;
