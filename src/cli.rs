@@ -82,7 +82,7 @@ pub struct ProbeArgs {
 #[derive(Clone, Debug, Args)]
 pub struct TelemetryArgs {
     /// Address of the metrics and health server (`run` only), or `none`.
-    /// The default, [::]:9742, takes IPv4 and IPv6, and IPv4 alone where
+    /// The default, `[::]:9742`, takes IPv4 and IPv6, and IPv4 alone where
     /// the host has no IPv6.
     #[arg(long, value_name = "ADDR", default_value = "[::]:9742", value_parser = listen_address,
           env = "RANDOM_REFRESHER_LISTEN_ADDRESS")]

@@ -12,7 +12,7 @@ use crate::source::{Credit, FileId, PoolOptions, ReadLimits, SourceSpec};
 pub const MAX_BATCH_BYTES: usize = 1 << 30;
 
 /// Everything the loop needs. Cutoffs are valid by construction; the rest
-/// is checked by [`Refresher::new`].
+/// is checked by [`super::Refresher::new`].
 #[derive(Clone, Debug)]
 pub struct Config {
     pub sources: Vec<SourceSpec>,

@@ -182,7 +182,7 @@ impl QuarantinePolicy {
         true
     }
 
-    /// Applies the hwrng source's standing after a cycle, as [`decide`]
+    /// Applies the hwrng source's standing after a cycle, as `decide`
     /// says. Returns true when `rng_current` changed, during the cycle (the
     /// standing may then come from the device before, and is not applied)
     /// or because of this update's own write (the kernel picks its best

@@ -73,7 +73,7 @@ pub struct BlockStats {
     /// `runs[bit][k]`: runs of `bit` of length `k + 1`, the last bucket
     /// holding every run of 6 or more.
     pub runs: [[u32; 6]; 2],
-    /// A run of [`LONG_RUN_BITS`] or more: all the long run test asks,
+    /// A run of `LONG_RUN_BITS` (26) or more: all the long run test asks,
     /// and all the fast builds find out (not the run's length).
     pub has_long_run: bool,
 }
