@@ -10,7 +10,8 @@ use crate::cli::{CheckArgs, ReportFormat};
 use crate::health::entropy::{self, AssessError, Assessment, Estimates};
 use crate::health::estimate::{Budget, CHECK_BUDGET, Sampling, Window, Windows};
 use crate::health::{
-    BLOCK_BYTES, Block, BlockScan, ContinuousRun, Cutoffs, StreamTests, Test, TestCounts,
+    BLOCK_BYTES, Block, BlockScan, ContinuousRun, Cutoffs, FailurePolicy, StreamTests, Test,
+    TestCounts, Trust, TrustEvent,
 };
 use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
@@ -32,6 +33,29 @@ pub struct Report {
     pub min_entropy: AssessmentReport,
     /// Whether the failures say the source is bad, at a false-alarm bound.
     pub verdict: verdict::Verdict,
+    /// What `run` would have made of the same blocks, in the same order.
+    pub daemon: DaemonView,
+}
+
+/// The blocks judged as the daemon judges them ([`Trust`], under the
+/// default failure policy): whether, and where, `run` would have stopped
+/// using the source. `check` itself reads on to the end, as rngtest does.
+#[derive(Debug, serde::Serialize)]
+pub struct DaemonView {
+    pub max_failures: u32,
+    pub forgive_after: u32,
+    /// The first time the source would have been marked failed.
+    pub gives_up: Option<GiveUp>,
+}
+
+#[derive(Debug, PartialEq, Eq, serde::Serialize)]
+pub struct GiveUp {
+    /// The block, from 0, whose failure marked the source failed.
+    pub block: u64,
+    /// Unforgiven failures at that block.
+    pub failures: u32,
+    /// The tests those failures were of, `test:count` comma-separated.
+    pub tests: String,
 }
 
 /// The min-entropy assessments of one stream's assessed windows.
@@ -92,6 +116,8 @@ struct Plan {
     /// The RCT's and APT's false-alarm rate per sample, and the verdict's bound.
     alpha: f64,
     false_alarm_bound: f64,
+    /// The daemon's rules, to say where it would give the source up.
+    policy: FailurePolicy,
 }
 
 impl Report {
@@ -130,6 +156,7 @@ pub fn check(
         bits_per_sample: args.bits_per_sample,
         alpha: (-f64::from(args.source.alpha_exponent)).exp2(),
         false_alarm_bound: args.false_alarm_bound,
+        policy: FailurePolicy::default(),
     };
     let mut reports = Vec::new();
     for spec in &args.source.sources {
@@ -202,6 +229,11 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
         rct_cutoff: plan.cutoffs.rct,
         apt_cutoff: plan.cutoffs.apt,
         min_entropy: stream.min_entropy,
+        daemon: DaemonView {
+            max_failures: plan.policy.max_failures,
+            forgive_after: plan.policy.forgive_after,
+            gives_up: stream.gives_up,
+        },
     })
 }
 
@@ -245,6 +277,9 @@ pub(crate) struct Stream {
     min_entropy: AssessmentReport,
     /// The first assessment that could not be made; no more are tried.
     error: Option<AssessError>,
+    /// The daemon's judgement of the same verdicts, until it gives up.
+    trust: Trust,
+    gives_up: Option<GiveUp>,
 }
 
 impl Stream {
@@ -267,15 +302,39 @@ impl Stream {
             started: Instant::now(),
             jobs: plan.jobs,
             error: None,
+            trust: Trust::new(plan.cutoffs, plan.policy),
+            gives_up: None,
         }
     }
 
     fn finish(&mut self, blocks: &[Block], scans: &[BlockScan]) {
         for (block, scan) in blocks.iter().zip(scans) {
-            self.counts.add(&self.tests.finish(block, scan));
+            let verdict = self.tests.finish(block, scan);
+            self.judge_as_daemon(&verdict);
+            self.counts.add(&verdict);
             if let Some(window) = self.windows.feed(block) {
                 self.assess(window);
             }
+        }
+    }
+
+    /// The daemon's first block after it opens a source is its start-up
+    /// test's; once it would give the source up, the rest is check's alone.
+    fn judge_as_daemon(&mut self, verdict: &crate::health::BlockVerdict) {
+        if self.gives_up.is_some() {
+            return;
+        }
+        let block = self.counts.blocks;
+        let event = self.trust.judge(*verdict, block == 0, self.started);
+        if let Some(TrustEvent::MarkedFailed {
+            failures, tests, ..
+        }) = event
+        {
+            self.gives_up = Some(GiveUp {
+                block,
+                failures,
+                tests: tests.to_string(),
+            });
         }
     }
 
@@ -352,6 +411,7 @@ fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "successes (every test passed): {}", c.successes)?;
     writeln!(out, "failures: {}", c.failures)?;
     print_assessment(&report.min_entropy, out)?;
+    print_daemon_view(&report.daemon, out)?;
     let v = &report.verdict;
     writeln!(
         out,
@@ -369,6 +429,21 @@ fn print_text(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
         "blocks tested: {} in {:.3} s",
         c.blocks, report.seconds
     )
+}
+
+fn print_daemon_view(d: &DaemonView, out: &mut impl Write) -> std::io::Result<()> {
+    let rule = format!(
+        "{} unforgiven failures, one forgiven per {} passes",
+        d.max_failures, d.forgive_after
+    );
+    match &d.gives_up {
+        None => writeln!(out, "run would keep this source ({rule})"),
+        Some(g) => writeln!(
+            out,
+            "run would give this source up at block {} ({rule}): {} failures, {}",
+            g.block, g.failures, g.tests
+        ),
+    }
 }
 
 fn print_assessment(m: &AssessmentReport, out: &mut impl Write) -> std::io::Result<()> {
@@ -516,6 +591,7 @@ mod tests {
         assert_eq!(one["failures"], failures, "{one}");
         assert!(failures >= 7, "every zero block fails: {one}");
         assert_eq!(one["repeated_block"], 1, "{one}");
+        assert_eq!(one["daemon"]["gives_up"], serde_json::Value::Null, "{one}");
         let assessed = one["min_entropy"]["assessed"].as_array().unwrap();
         assert_eq!(assessed.len(), 3, "{one}");
         assert_eq!(assessed[2]["window"], 60, "{one}");
@@ -548,5 +624,62 @@ mod tests {
             writer.join().unwrap().unwrap();
             assert_eq!(from_fifo, one, "FIFO, {jobs} jobs");
         }
+    }
+
+    /// `check` judges its verdicts with the daemon's [`Trust`]: it names
+    /// the block at which `run`, fed the same blocks, marks the source
+    /// failed, and reads on past it.
+    #[test]
+    fn check_names_the_block_where_run_would_give_the_source_up() {
+        let mut x = XorShift(0xC0FF_EE00_D15E_A5E5);
+        let mut blocks: Vec<Block> = (0..80).map(|_| x.block()).collect();
+        for b in &mut blocks[40..70] {
+            *b = [0; BLOCK_BYTES];
+        }
+        let data = blocks.concat();
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("file");
+        std::fs::write(&file, &data).unwrap();
+        // The daemon's way: every block through `Trust::push`, after the
+        // same four priming bytes `check` skips.
+        let policy = FailurePolicy::default();
+        let mut trust = Trust::new(Cutoffs::new(8.0, -40.0).unwrap(), policy);
+        trust.begin(true);
+        let now = Instant::now();
+        let (chunks, _) = data[4..].as_chunks::<BLOCK_BYTES>();
+        let marked = chunks.iter().enumerate().find_map(|(i, b)| {
+            match trust.push(b, &mut [0; BLOCK_BYTES], now).event {
+                Some(TrustEvent::MarkedFailed { tests, .. }) => Some((i, tests.to_string())),
+                _ => None,
+            }
+        });
+        let (marked, tests) = marked.expect("25 failing blocks mark the source failed");
+        // The block before the zeros ends in four of them: a long run.
+        assert!(
+            tests.starts_with("monobit:24,") && tests.contains("long_run:25"),
+            "{tests}"
+        );
+        let v = report(file.to_str().unwrap(), 3);
+        assert_eq!(v["daemon"]["gives_up"]["block"], marked, "{v}");
+        assert_eq!(
+            v["daemon"]["gives_up"]["failures"], policy.max_failures,
+            "{v}"
+        );
+        assert_eq!(v["daemon"]["gives_up"]["tests"], tests, "{v}");
+        assert_eq!(v["blocks"], chunks.len(), "check reads on: {v}");
+        let limits = ReadLimits {
+            timeout: std::time::Duration::from_secs(1),
+            stop: Arc::new(AtomicBool::new(false)),
+            progress: None,
+        };
+        let a = args(file.to_str().unwrap(), 1);
+        let reports = check(&a, Cutoffs::new(8.0, -40.0).unwrap(), &limits).unwrap();
+        let mut text = Vec::new();
+        print(&reports, ReportFormat::Text, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let line = format!(
+            "run would give this source up at block {marked} (25 unforgiven failures, one forgiven per 1000 passes): 25 failures, {tests}\n"
+        );
+        assert!(text.contains(&line), "{text}");
     }
 }

@@ -130,23 +130,34 @@ impl Trust {
     /// every window containing it has passed, and counts the verdict.
     pub fn push(&mut self, block: &Block, out: &mut Block, now: Instant) -> Pushed {
         let step = self.gate.push(block, out);
-        let mut pushed = Pushed {
+        Pushed {
             verdict: step.verdict,
             start_up: step.start_up,
             released: step.released,
-            event: None,
-        };
-        if step.verdict.passed() {
+            event: self.judge(step.verdict, step.start_up, now),
+        }
+    }
+
+    /// Counts a verdict reached elsewhere under the same rules as
+    /// [`Trust::push`]: for `check`, which tests blocks on several threads
+    /// and judges them here in stream order. `start_up` says the block was
+    /// a start-up test's.
+    pub fn judge(
+        &mut self,
+        verdict: BlockVerdict,
+        start_up: bool,
+        now: Instant,
+    ) -> Option<TrustEvent> {
+        if verdict.passed() {
             self.blocks_passed += 1;
-            pushed.event = self.passed(step.start_up);
+            self.passed(start_up)
         } else {
             self.blocks_failed += 1;
-            for t in step.verdict.failed_tests() {
+            for t in verdict.failed_tests() {
                 self.tally.0[t as usize] += 1;
             }
-            pushed.event = self.failed(now);
+            self.failed(now)
         }
-        pushed
     }
 
     fn passed(&mut self, start_up: bool) -> Option<TrustEvent> {
