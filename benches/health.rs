@@ -9,7 +9,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use random_refresher::health::fips::{FipsTester, reference};
 use random_refresher::health::sp800_90b::{AdaptiveProportion, RepetitionCount};
-use random_refresher::health::{BLOCK_BYTES, Block, ContinuousRun, Cutoffs, FailurePolicy, Gate};
+use random_refresher::health::{BLOCK_BYTES, Block, ContinuousRun, Cutoffs, Gate, HealthConfig};
 use random_refresher::kernel::KernelPaths;
 use random_refresher::refresher::{Config, CycleOutcome, Refresher};
 use random_refresher::sink::SinkSpec;
@@ -210,12 +210,8 @@ fn cycle(c: &mut Criterion) {
         interval: Duration::from_secs(1),
         entropy_per_byte: None,
         credit_streams: Vec::new(),
-        estimate_window: random_refresher::health::estimate::DEFAULT_WINDOW,
-        estimate_every: random_refresher::health::estimate::Sampling::Budget,
-        claimed_min_entropy: 8.0,
         max_failed_cycles: 10,
-        cutoffs: Cutoffs::new(8.0, -40.0).unwrap(),
-        policy: FailurePolicy::default(),
+        health: HealthConfig::default(),
         limits: limits(),
         kernel: KernelPaths::new("/proc".as_ref(), "/sys".as_ref()),
         quarantine: false,

@@ -13,7 +13,6 @@ use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{CheckArgs, Cli, Command, ListenAddress, LogFormat, RefreshArgs, SourceArgs};
-use crate::health::FailurePolicy;
 use crate::kernel::KernelPaths;
 use crate::refresher::{Config, CycleOutcome, Refresher, Request};
 use crate::source::ReadLimits;
@@ -114,25 +113,10 @@ pub(crate) fn read_limits(
     }
 }
 
-/// `--retry-max`, or its default: 10 minutes, or `--retry-initial` when
-/// that is longer. A given value shorter than `--retry-initial` is refused,
-/// not raised.
-fn retry_max(args: &RefreshArgs) -> Result<std::time::Duration, String> {
-    let initial = args.retry_initial;
-    match args.retry_max {
-        None => Ok(FailurePolicy::default().retry_max.max(initial)),
-        Some(max) if max < initial => Err(format!(
-            "--retry-max {} is shorter than --retry-initial {}",
-            humantime::format_duration(max),
-            humantime::format_duration(initial)
-        )),
-        Some(max) => Ok(max),
-    }
-}
-
 pub(crate) fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, String> {
     let s = &args.source;
     Ok(Config {
+        health: args.health()?,
         sources: s.sources.clone(),
         sinks: args.sinks.clone(),
         random_device: args.random_device.clone(),
@@ -140,16 +124,7 @@ pub(crate) fn config(args: &RefreshArgs, limits: ReadLimits) -> Result<Config, S
         interval: args.interval,
         entropy_per_byte: args.entropy_per_byte,
         credit_streams: args.credit_streams.clone(),
-        estimate_window: s.estimate_window,
-        estimate_every: s.estimate_every,
-        claimed_min_entropy: s.min_entropy,
         max_failed_cycles: args.max_failed_cycles,
-        cutoffs: s.cutoffs()?,
-        policy: FailurePolicy {
-            retry_initial: args.retry_initial,
-            retry_max: retry_max(args)?,
-            ..FailurePolicy::default()
-        },
         limits,
         kernel: KernelPaths::new(&s.kernel.proc_root, &s.kernel.sys_root),
         quarantine: args.quarantine_hwrng,
@@ -230,8 +205,8 @@ fn log_start(config: &Config) {
         rng_quality = readings.rng_quality,
         sources = list(&config.sources),
         sinks = list(&config.sinks),
-        rct_cutoff = config.cutoffs.rct,
-        apt_cutoff = config.cutoffs.apt,
+        rct_cutoff = config.health.cutoffs().rct,
+        apt_cutoff = config.health.cutoffs().apt,
         "starting"
     );
 }
@@ -464,11 +439,13 @@ fn check(args: &CheckArgs) -> u8 {
         Ok(rx) => rx,
         Err(e) => return fail(EXIT_FAILED, &format!("cannot install signal handlers: {e}")),
     };
-    let cutoffs = match args.source.cutoffs() {
-        Ok(c) => c,
+    // `check` applies no retry: the policy only says where `run` would
+    // give a source up.
+    let health = match args.source.health(crate::health::FailurePolicy::default()) {
+        Ok(h) => h,
         Err(e) => return fail(EXIT_CONFIG, &e),
     };
-    let reports = match crate::check::check(args, cutoffs, &read_limits(&args.source, &stop, None))
+    let reports = match crate::check::check(args, &health, &read_limits(&args.source, &stop, None))
     {
         Ok(r) => r,
         Err(e) => return fail(EXIT_CONFIG, &e.to_string()),
@@ -550,7 +527,7 @@ mod tests {
 
     #[test]
     fn retry_max_defaults_to_ten_minutes_or_retry_initial_and_a_shorter_one_is_refused() {
-        let max = |extra: &[&str]| retry_max(&refresh_args(extra));
+        let max = |extra: &[&str]| refresh_args(extra).health().map(|h| h.policy().retry_max);
         assert_eq!(max(&[]), Ok(Duration::from_secs(600)));
         assert_eq!(
             max(&["--retry-initial", "20m"]),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::health::BLOCK_BYTES;
+use crate::health::{BLOCK_BYTES, FailurePolicy, HealthConfig, HealthConfigError};
 use crate::sink::SinkSpec;
 use crate::source::SourceSpec;
 
@@ -262,16 +262,46 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    /// The SP 800-90B cutoffs, or a one-line error naming the options.
-    pub fn cutoffs(&self) -> Result<crate::health::Cutoffs, String> {
-        crate::health::Cutoffs::new(self.min_entropy, -f64::from(self.alpha_exponent)).map_err(
-            |e| {
-                format!(
-                    "--min-entropy {} --alpha-exponent {}: {e}",
-                    self.min_entropy, self.alpha_exponent
-                )
-            },
+    /// The one conversion of the health options into checked values, under
+    /// `policy`; the error is one line naming the options.
+    pub fn health(&self, policy: FailurePolicy) -> Result<HealthConfig, String> {
+        let alpha_log2 = -f64::from(self.alpha_exponent);
+        HealthConfig::new(
+            self.min_entropy,
+            alpha_log2,
+            policy,
+            self.estimate_window,
+            self.estimate_every,
         )
+        .map_err(|e| match e {
+            HealthConfigError::RetryMax { max, initial } => format!(
+                "--retry-max {} is shorter than --retry-initial {}",
+                humantime::format_duration(max),
+                humantime::format_duration(initial)
+            ),
+            HealthConfigError::Window(_) => format!("--estimate-window {e}"),
+            HealthConfigError::MaxFailures => e.to_string(),
+            HealthConfigError::Cutoffs(e) => format!(
+                "--min-entropy {} --alpha-exponent {}: {e}",
+                self.min_entropy, self.alpha_exponent
+            ),
+        })
+    }
+}
+
+impl RefreshArgs {
+    /// The health options with the retry options; `--retry-max` unset is
+    /// 10 minutes, or `--retry-initial` when that is longer. A given
+    /// `--retry-max` shorter than `--retry-initial` is refused, not raised.
+    pub fn health(&self) -> Result<HealthConfig, String> {
+        let initial = self.retry_initial;
+        let default = FailurePolicy::default();
+        let policy = FailurePolicy {
+            retry_initial: initial,
+            retry_max: self.retry_max.unwrap_or(default.retry_max.max(initial)),
+            ..default
+        };
+        self.source.health(policy)
     }
 }
 
@@ -617,7 +647,8 @@ fn entropy_per_byte(s: &str) -> Result<crate::source::Credit, String> {
 fn estimate_window(s: &str) -> Result<usize, String> {
     let n = parse_size::parse_size(s)
         .map_err(|_| format!("`{s}` is not a number of samples (such as 1000000 or 64KiB)"))?;
-    if !(4096..=64 << 20).contains(&n) {
+    use crate::health::estimate::{MAX_WINDOW, MIN_WINDOW};
+    if !(MIN_WINDOW as u64..=MAX_WINDOW as u64).contains(&n) {
         return Err(format!("{n} samples is outside 4096 to 64 MiB"));
     }
     Ok(n as usize)

@@ -3,7 +3,7 @@
 
 use rand_core::TryRng;
 
-use crate::health::{BLOCK_BYTES, Block, Cutoffs, FailurePolicy, Trust};
+use crate::health::{BLOCK_BYTES, Block, HealthConfig, Trust};
 use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
 /// Why a [`TestedRng`] could not give bytes.
@@ -53,8 +53,9 @@ pub struct TestedRng {
 }
 
 impl TestedRng {
-    /// Opens `spec` with the daemon's defaults: H = 8 bits per byte, alpha
-    /// = 2^-40, a 10 s read timeout.
+    /// Opens `spec` with the daemon's defaults ([`HealthConfig::default`]:
+    /// H = 8 bits per byte, alpha = 2^-40, its failure policy) and a 10 s
+    /// read timeout.
     pub fn open(spec: &str) -> Result<Self, TestedRngError> {
         let spec: SourceSpec = spec.parse().map_err(TestedRngError::Spec)?;
         let limits = ReadLimits {
@@ -62,20 +63,20 @@ impl TestedRng {
             stop: Default::default(),
             progress: None,
         };
-        let cutoffs = Cutoffs::new(8.0, -40.0).map_err(|e| TestedRngError::Spec(e.to_string()))?;
-        Ok(Self::new(&spec, &limits, cutoffs)?)
+        Ok(Self::new(&spec, &limits, &HealthConfig::default())?)
     }
 
-    /// Opens `spec` with the given read limits and cutoffs.
+    /// Opens `spec` with the given read limits, judged as `health` says
+    /// (the same configuration `run` builds from its options).
     pub fn new(
         spec: &SourceSpec,
         limits: &ReadLimits,
-        cutoffs: Cutoffs,
+        health: &HealthConfig,
     ) -> Result<Self, SourceError> {
         Ok(Self {
             name: spec.to_string(),
             source: Source::open(spec, limits, None)?,
-            trust: Trust::new(cutoffs, FailurePolicy::default()),
+            trust: Trust::new(health),
             read: Box::new([0; BLOCK_BYTES]),
             ready: Box::new([0; BLOCK_BYTES]),
             used: BLOCK_BYTES,

@@ -10,8 +10,8 @@ use crate::cli::{CheckArgs, ReportFormat};
 use crate::health::entropy::{self, AssessError, Assessment, Estimates};
 use crate::health::estimate::{Budget, CHECK_BUDGET, Sampling, Window, Windows};
 use crate::health::{
-    BLOCK_BYTES, Block, BlockScan, ContinuousRun, Cutoffs, FailurePolicy, StreamTests, Test,
-    TestCounts, Trust, TrustEvent,
+    BLOCK_BYTES, Block, BlockScan, ContinuousRun, HealthConfig, StreamTests, Test, TestCounts,
+    Trust, TrustEvent,
 };
 use crate::source::{ReadLimits, Source, SourceError, SourceSpec};
 
@@ -105,19 +105,16 @@ impl AssessmentReport {
 }
 
 /// What to test each source for, and how.
-struct Plan {
+struct Plan<'a> {
     blocks: u64,
     /// Threads that scan blocks (one of them also runs the in-order tests).
     jobs: usize,
-    cutoffs: Cutoffs,
-    window: usize,
-    sampling: Sampling,
+    /// The cutoffs, the assessment's windows, and the daemon's rules, to
+    /// say where it would give the source up.
+    health: &'a HealthConfig,
     bits_per_sample: u8,
-    /// The RCT's and APT's false-alarm rate per sample, and the verdict's bound.
-    alpha: f64,
+    /// The verdict's false-alarm bound.
     false_alarm_bound: f64,
-    /// The daemon's rules, to say where it would give the source up.
-    policy: FailurePolicy,
 }
 
 impl Report {
@@ -144,19 +141,15 @@ pub enum CheckError {
 /// Tests each source in turn, as many blocks of each as asked for.
 pub fn check(
     args: &CheckArgs,
-    cutoffs: Cutoffs,
+    health: &HealthConfig,
     limits: &ReadLimits,
 ) -> Result<Vec<Report>, CheckError> {
     let plan = Plan {
         blocks: args.blocks,
         jobs: args.jobs(),
-        cutoffs,
-        window: args.source.estimate_window,
-        sampling: args.source.estimate_every,
+        health,
         bits_per_sample: args.bits_per_sample,
-        alpha: (-f64::from(args.source.alpha_exponent)).exp2(),
         false_alarm_bound: args.false_alarm_bound,
-        policy: FailurePolicy::default(),
     };
     let mut reports = Vec::new();
     for spec in &args.source.sources {
@@ -216,7 +209,7 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
         c.blocks,
         c.fips_failures,
         c.sp800_90b_failures + c.failed(Test::RepeatedBlock),
-        plan.alpha,
+        plan.health.alpha(),
         plan.false_alarm_bound,
     );
     Ok(Report {
@@ -226,12 +219,12 @@ fn check_one(spec: &SourceSpec, plan: &Plan, limits: &ReadLimits) -> Result<Repo
         bytes_read,
         seconds: started.elapsed().as_secs_f64(),
         ended,
-        rct_cutoff: plan.cutoffs.rct,
-        apt_cutoff: plan.cutoffs.apt,
+        rct_cutoff: plan.health.cutoffs().rct,
+        apt_cutoff: plan.health.cutoffs().apt,
         min_entropy: stream.min_entropy,
         daemon: DaemonView {
-            max_failures: plan.policy.max_failures,
-            forgive_after: plan.policy.forgive_after,
+            max_failures: plan.health.policy().max_failures,
+            forgive_after: plan.health.policy().forgive_after,
             gives_up: stream.gives_up,
         },
     })
@@ -284,13 +277,14 @@ pub(crate) struct Stream {
 
 impl Stream {
     fn new(plan: &Plan, continuous: ContinuousRun) -> Self {
-        let windows = Windows::new(plan.window, plan.sampling);
+        let h = plan.health;
+        let windows = Windows::new(h.estimate_window(), h.estimate_every());
         Self {
-            tests: StreamTests::new(plan.cutoffs, continuous),
+            tests: StreamTests::new(h.cutoffs(), continuous),
             counts: TestCounts::default(),
             min_entropy: AssessmentReport {
                 window_samples: windows.size(),
-                sampling: plan.sampling.to_string(),
+                sampling: h.estimate_every().to_string(),
                 bits_per_sample: plan.bits_per_sample,
                 windows: 0,
                 lowest: None,
@@ -302,7 +296,7 @@ impl Stream {
             started: Instant::now(),
             jobs: plan.jobs,
             error: None,
-            trust: Trust::new(plan.cutoffs, plan.policy),
+            trust: Trust::new(h),
             gives_up: None,
         }
     }
@@ -503,6 +497,7 @@ mod tests {
     //! regular file (positioned reads on every thread) and from a stream.
     use super::*;
     use crate::cli::{Cli, Command};
+    use crate::health::FailurePolicy;
     use crate::test_support::XorShift;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
@@ -556,8 +551,8 @@ mod tests {
             stop: Arc::new(AtomicBool::new(false)),
             progress: None,
         };
-        let cutoffs = Cutoffs::new(8.0, -40.0).unwrap();
-        let mut reports = check(&a, cutoffs, &limits).unwrap();
+        let health = a.source.health(FailurePolicy::default()).unwrap();
+        let mut reports = check(&a, &health, &limits).unwrap();
         let mut v = serde_json::to_value(reports.remove(0)).unwrap();
         v["seconds"] = 0.into();
         v["min_entropy"]["seconds"] = 0.into();
@@ -572,7 +567,7 @@ mod tests {
     /// run test.
     fn failures_in_order(data: &[u8]) -> (u64, u64) {
         let prime = u32::from_le_bytes(data[..4].try_into().unwrap());
-        let cutoffs = Cutoffs::new(8.0, -40.0).unwrap();
+        let cutoffs = crate::health::Cutoffs::new(8.0, -40.0).unwrap();
         let mut tests = StreamTests::new(cutoffs, ContinuousRun::primed(prime));
         let (chunks, _) = data[4..].as_chunks::<BLOCK_BYTES>();
         let failed = chunks.iter().filter(|b| !tests.test_block(b).passed());
@@ -643,7 +638,7 @@ mod tests {
         // The daemon's way: every block through `Trust::push`, after the
         // same four priming bytes `check` skips.
         let policy = FailurePolicy::default();
-        let mut trust = Trust::new(Cutoffs::new(8.0, -40.0).unwrap(), policy);
+        let mut trust = Trust::new(&HealthConfig::default());
         trust.begin(true);
         let now = Instant::now();
         let (chunks, _) = data[4..].as_chunks::<BLOCK_BYTES>();
@@ -673,7 +668,8 @@ mod tests {
             progress: None,
         };
         let a = args(file.to_str().unwrap(), 1);
-        let reports = check(&a, Cutoffs::new(8.0, -40.0).unwrap(), &limits).unwrap();
+        let health = a.source.health(policy).unwrap();
+        let reports = check(&a, &health, &limits).unwrap();
         let mut text = Vec::new();
         print(&reports, ReportFormat::Text, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();

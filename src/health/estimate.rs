@@ -25,6 +25,8 @@ pub const DEFAULT_WINDOW: usize = 1_000_000;
 /// The smallest window, and the smallest last partial window assessed:
 /// below it most estimators have too few samples to say anything.
 pub const MIN_WINDOW: usize = 4096;
+/// The largest window: 64 MiB of samples, each kept for its assessment.
+pub const MAX_WINDOW: usize = 64 << 20;
 /// The daemon assesses within 2 % of one core's time, over its life.
 pub const DAEMON_BUDGET: f64 = 0.02;
 /// `check` spends at most half its time assessing, past the first window.

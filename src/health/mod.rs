@@ -5,6 +5,7 @@
 //! [`Test`] names every test once; metrics, JSON and the text report are
 //! all built from it, so adding a test is one variant here plus its code.
 
+mod config;
 pub mod entropy;
 pub mod estimate;
 pub mod fips;
@@ -15,6 +16,7 @@ pub mod sp800_90b;
 mod swar;
 pub mod trust;
 
+pub use config::{HealthConfig, HealthConfigError};
 pub use fips::{BLOCK_BYTES, Block, ContinuousRun, FipsTester, FipsVerdict};
 pub use gate::{BlockScan, Gate, Scanner, Step, StreamTests};
 pub use policy::{FailurePolicy, SourceHealth};

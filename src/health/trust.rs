@@ -10,7 +10,7 @@
 //! The rules, in the order a source meets them:
 //! - after every (re)start the first block is the start-up test's, tested
 //!   and discarded; a passing start-up block forgives nothing;
-//! - a trusted source's failures count under the [`FailurePolicy`]; one
+//! - a trusted source's failures count under the [`super::FailurePolicy`]; one
 //!   that collects too many is marked failed;
 //! - a failed source, when it is due its retry, starts over with a start-up
 //!   test and must then pass [`PROBE_BLOCKS`] blocks in a row (across
@@ -21,7 +21,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{Block, BlockVerdict, Cutoffs, FailurePolicy, Gate, SourceHealth, TESTS, Test};
+use super::{Block, BlockVerdict, Gate, HealthConfig, SourceHealth, TESTS, Test};
 
 /// Passing blocks in a row a retried source must give, after its start-up
 /// test, to be trusted again. Fixed, not a batch: with a large batch a
@@ -97,10 +97,11 @@ pub struct Trust {
 }
 
 impl Trust {
-    pub fn new(cutoffs: Cutoffs, policy: FailurePolicy) -> Self {
+    /// Judged by `config`'s cutoffs and failure policy.
+    pub fn new(config: &HealthConfig) -> Self {
         Self {
-            gate: Gate::new(cutoffs),
-            health: SourceHealth::new(policy),
+            gate: Gate::new(config.cutoffs()),
+            health: SourceHealth::new(config.policy()),
             failed_by_tests: false,
             probe_left: 0,
             trusted_passes: 0,
@@ -268,6 +269,8 @@ impl Trust {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::FailurePolicy;
+    use crate::health::estimate::{DEFAULT_WINDOW, Sampling};
     use crate::test_support::passing_block;
 
     fn policy() -> FailurePolicy {
@@ -280,7 +283,8 @@ mod tests {
     }
 
     fn trust() -> Trust {
-        Trust::new(Cutoffs::new(8.0, -40.0).unwrap(), policy())
+        let config = HealthConfig::new(8.0, -40.0, policy(), DEFAULT_WINDOW, Sampling::Budget);
+        Trust::new(&config.unwrap())
     }
 
     const ZEROS: Block = [0; super::super::BLOCK_BYTES];

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::health::{BLOCK_BYTES, Cutoffs, FailurePolicy};
+use crate::health::{BLOCK_BYTES, HealthConfig};
 use crate::kernel::{KernelPaths, QuarantineError};
 use crate::sink::{SinkError, SinkSpec};
 use crate::source::{Credit, FileId, PoolOptions, ReadLimits, SourceSpec};
@@ -11,8 +11,8 @@ use crate::source::{Credit, FileId, PoolOptions, ReadLimits, SourceSpec};
 /// The largest batch: one allocation of this size is held for the run.
 pub const MAX_BATCH_BYTES: usize = 1 << 30;
 
-/// Everything the loop needs. Cutoffs are valid by construction; the rest
-/// is checked by [`super::Refresher::new`].
+/// Everything the loop needs. The health configuration is valid by
+/// construction; the rest is checked by [`super::Refresher::new`].
 #[derive(Clone, Debug)]
 pub struct Config {
     pub sources: Vec<SourceSpec>,
@@ -24,14 +24,9 @@ pub struct Config {
     pub entropy_per_byte: Option<crate::source::Credit>,
     /// FIFO, pipe and standard-input sources that may be credited.
     pub credit_streams: Vec<SourceSpec>,
-    /// Bytes per min-entropy estimate window, and one estimated in every so many.
-    pub estimate_window: usize,
-    pub estimate_every: crate::health::estimate::Sampling,
     pub max_failed_cycles: u32,
-    pub cutoffs: Cutoffs,
-    /// The H the cutoffs were sized from, shown beside the estimate.
-    pub claimed_min_entropy: f64,
-    pub policy: FailurePolicy,
+    /// How every source is judged.
+    pub health: HealthConfig,
     pub limits: ReadLimits,
     pub kernel: KernelPaths,
     /// Hold the kernel's `rng_quality` at 0 while the hwrng source fails.
@@ -128,13 +123,9 @@ impl Config {
     pub(super) fn pool_options(&self) -> PoolOptions {
         PoolOptions {
             limits: self.limits.clone(),
-            cutoffs: self.cutoffs,
-            policy: self.policy,
+            health: self.health,
             entropy_per_byte: self.entropy_per_byte,
             credit_streams: self.credit_streams.clone(),
-            claimed_min_entropy: self.claimed_min_entropy,
-            estimate_window: self.estimate_window,
-            estimate_every: self.estimate_every,
             hwrng: FileId::of_path(&self.hwrng).ok(),
         }
     }

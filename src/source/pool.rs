@@ -19,9 +19,8 @@ use super::{
     Source, SourceError, SourceSpec,
 };
 use crate::health::entropy::Assessment;
-use crate::health::estimate::Sampling;
 use crate::health::{
-    BLOCK_BYTES, Block, BlockVerdict, Cutoffs, FailurePolicy, PROBE_BLOCKS, Test, Trust, TrustEvent,
+    BLOCK_BYTES, Block, BlockVerdict, HealthConfig, PROBE_BLOCKS, Test, Trust, TrustEvent,
 };
 
 /// Default credit for RDRAND output: a DRBG's output carries at most the
@@ -42,17 +41,12 @@ pub const RNDR_ENTROPY_PER_BYTE: f64 = 0.0;
 #[derive(Clone, Debug)]
 pub struct PoolOptions {
     pub limits: ReadLimits,
-    pub cutoffs: Cutoffs,
-    pub policy: FailurePolicy,
+    /// How every source is judged.
+    pub health: HealthConfig,
     /// Credit per byte; None: each kind's default.
     pub entropy_per_byte: Option<Credit>,
     /// The FIFO, pipe and standard-input sources that may be credited.
     pub credit_streams: Vec<SourceSpec>,
-    /// The claimed min-entropy (`--min-entropy`), shown beside the estimate.
-    pub claimed_min_entropy: f64,
-    /// Samples per assessment window, and which windows are assessed.
-    pub estimate_window: usize,
-    pub estimate_every: Sampling,
     /// The kernel's hwrng device: the source that is the same file is the
     /// one the quarantine judges.
     pub hwrng: Option<FileId>,
@@ -397,13 +391,9 @@ impl SourcePool {
     ) -> Result<Self, NoSourceOpens> {
         let PoolOptions {
             limits,
-            cutoffs,
-            policy,
+            health,
             entropy_per_byte,
             credit_streams,
-            claimed_min_entropy,
-            estimate_window,
-            estimate_every,
             hwrng,
         } = options;
         let kind_claim = |spec: &SourceSpec| match spec {
@@ -427,7 +417,7 @@ impl SourcePool {
                     label: spec.to_string(),
                     source: None,
                     resume: None,
-                    trust: Trust::new(cutoffs, policy),
+                    trust: Trust::new(&health),
                     entropy_per_byte: match entropy_per_byte {
                         Some(Credit::Bits(b)) => b,
                         _ => kind_claim(spec),
@@ -435,8 +425,8 @@ impl SourcePool {
                     credit_auto: entropy_per_byte == Some(Credit::Auto),
                     credit_stream: credit_streams.contains(spec),
                     assessment: OnlineAssessment::new(
-                        estimate_window,
-                        estimate_every,
+                        health.estimate_window(),
+                        health.estimate_every(),
                         Arc::clone(&assessor),
                     ),
                     assessed_once: false,
@@ -444,7 +434,7 @@ impl SourcePool {
                     ever_read: false,
                     last_failure_missing: false,
                     is_hwrng,
-                    observer: observe(&metric_name, claimed_min_entropy),
+                    observer: observe(&metric_name, health.claimed_min_entropy()),
                     metric_name,
                 }
             })
@@ -578,6 +568,8 @@ impl SourcePool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::FailurePolicy;
+    use crate::health::estimate::Sampling;
     use std::collections::VecDeque;
     use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
@@ -610,17 +602,20 @@ mod tests {
                 stop: Arc::new(AtomicBool::new(false)),
                 progress: None,
             },
-            cutoffs: Cutoffs::new(8.0, -40.0).unwrap(),
-            policy: FailurePolicy {
-                retry_initial: Duration::ZERO,
-                retry_max: Duration::ZERO,
-                ..FailurePolicy::default()
-            },
+            health: HealthConfig::new(
+                8.0,
+                -40.0,
+                FailurePolicy {
+                    retry_initial: Duration::ZERO,
+                    retry_max: Duration::ZERO,
+                    ..FailurePolicy::default()
+                },
+                4096,
+                Sampling::Every(1),
+            )
+            .unwrap(),
             entropy_per_byte,
             credit_streams: Vec::new(),
-            claimed_min_entropy: 8.0,
-            estimate_window: 4096,
-            estimate_every: Sampling::Every(1),
             hwrng: None,
         }
     }
