@@ -21,7 +21,7 @@ pub use fips::{BLOCK_BYTES, Block, ContinuousRun, FipsTester, FipsVerdict};
 pub use gate::{BlockScan, Gate, Scanner, Step, StreamTests};
 pub use policy::{FailurePolicy, SourceHealth};
 pub use sp800_90b::{CutoffError, Cutoffs};
-pub use trust::{PROBE_BLOCKS, Pushed, TestTally, Trust, TrustEvent};
+pub use trust::{CreditRule, PROBE_BLOCKS, Pushed, TestTally, Trust, TrustEvent};
 
 named_enum! {
     /// Every test a block can fail.

@@ -17,7 +17,14 @@
 //!   cycles) to be trusted again; one failure on the way ends the probe and
 //!   doubles the wait;
 //! - a read error marks the source failed as well (its stream broke), with
-//!   no count of test failures.
+//!   no count of test failures;
+//! - a released block is credited by the source's [`CreditRule`] and the
+//!   newest min-entropy estimate known when it is released; bytes the
+//!   caller says are not creditable (a replayable file, a stream nobody
+//!   named) are credited nothing.
+//!
+//! The estimate itself is made elsewhere (on a thread of its own, in the
+//! pool) and handed in with [`Trust::estimated`].
 
 use std::time::{Duration, Instant};
 
@@ -69,7 +76,7 @@ pub enum TrustEvent {
 }
 
 /// What one block did.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pushed {
     pub verdict: BlockVerdict,
     /// The block was the start-up test's: tested, then discarded.
@@ -77,7 +84,38 @@ pub struct Pushed {
     /// The block held back before this one passed every window and was
     /// copied out.
     pub released: bool,
+    /// Bits the released block is credited, 0 when none was released.
+    pub credit_bits: f64,
     pub event: Option<TrustEvent>,
+}
+
+/// What a source's released bytes are credited.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CreditRule {
+    /// The source's claim, in bits per byte (0 to 8).
+    pub claim: f64,
+    /// `--entropy-per-byte auto`: never more than the newest estimate, and
+    /// nothing before the first.
+    pub capped_by_estimate: bool,
+}
+
+impl CreditRule {
+    /// Nothing credited: what a source is until told its rule.
+    pub const NONE: Self = Self {
+        claim: 0.0,
+        capped_by_estimate: false,
+    };
+
+    /// Bits per byte, given the newest estimate and whether the bytes may
+    /// be credited at all.
+    pub fn per_byte(self, estimate: Option<f64>, creditable: bool) -> f64 {
+        match (creditable, self.capped_by_estimate, estimate) {
+            (false, _, _) => 0.0,
+            (true, false, _) => self.claim,
+            (true, true, None) => 0.0,
+            (true, true, Some(e)) => self.claim.min(e.max(0.0)),
+        }
+    }
 }
 
 /// One source's trust; see the module documentation for its rules.
@@ -94,6 +132,11 @@ pub struct Trust {
     tally: TestTally,
     blocks_passed: u64,
     blocks_failed: u64,
+    credit: CreditRule,
+    /// The open stream's bytes may be credited (see [`Trust::opened`]).
+    creditable: bool,
+    /// The newest min-entropy estimate, in bits per byte.
+    estimate: Option<f64>,
 }
 
 impl Trust {
@@ -108,7 +151,42 @@ impl Trust {
             tally: TestTally::default(),
             blocks_passed: 0,
             blocks_failed: 0,
+            credit: CreditRule::NONE,
+            creditable: false,
+            estimate: None,
         }
+    }
+
+    /// Credits released bytes by `rule`.
+    pub fn crediting(self, rule: CreditRule) -> Self {
+        Self {
+            credit: rule,
+            ..self
+        }
+    }
+
+    /// A stream was opened: it starts with a start-up test, and its bytes
+    /// are credited only if `creditable` (they come from a device, a CPU
+    /// instruction or a stream the operator named).
+    pub fn opened(&mut self, creditable: bool) {
+        self.restart();
+        self.creditable = creditable;
+    }
+
+    /// A min-entropy estimate of the source's tested bytes finished: it
+    /// caps the credit of bytes released from now on.
+    pub fn estimated(&mut self, bits_per_byte: f64) {
+        self.estimate = Some(bits_per_byte);
+    }
+
+    /// The newest estimate handed in.
+    pub fn estimate(&self) -> Option<f64> {
+        self.estimate
+    }
+
+    /// Bits per byte a byte released now is credited.
+    pub fn credit_per_byte(&self) -> f64 {
+        self.credit.per_byte(self.estimate, self.creditable)
     }
 
     /// Before reading: `switched` says the reader comes to this source from
@@ -131,10 +209,15 @@ impl Trust {
     /// every window containing it has passed, and counts the verdict.
     pub fn push(&mut self, block: &Block, out: &mut Block, now: Instant) -> Pushed {
         let step = self.gate.push(block, out);
+        let credit_bits = match step.released {
+            true => super::BLOCK_BYTES as f64 * self.credit_per_byte(),
+            false => 0.0,
+        };
         Pushed {
             verdict: step.verdict,
             start_up: step.start_up,
             released: step.released,
+            credit_bits,
             event: self.judge(step.verdict, step.start_up, now),
         }
     }
@@ -269,6 +352,7 @@ impl Trust {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::BLOCK_BYTES;
     use crate::health::FailurePolicy;
     use crate::health::estimate::{DEFAULT_WINDOW, Sampling};
     use crate::test_support::passing_block;
@@ -291,6 +375,59 @@ mod tests {
 
     fn push(t: &mut Trust, b: &Block, now: Instant) -> Pushed {
         t.push(b, &mut [0; super::super::BLOCK_BYTES], now)
+    }
+
+    #[test]
+    fn credit_is_the_claim_capped_by_the_estimate_under_auto_and_nothing_uncreditable() {
+        let claim = |claim, capped_by_estimate| CreditRule {
+            claim,
+            capped_by_estimate,
+        };
+        assert_eq!(claim(8.0, false).per_byte(None, true), 8.0, "the claim");
+        assert_eq!(
+            claim(8.0, true).per_byte(None, true),
+            0.0,
+            "auto, no estimate yet"
+        );
+        assert_eq!(claim(8.0, true).per_byte(Some(7.5), true), 7.5);
+        assert_eq!(
+            claim(1.0 / 32.0, true).per_byte(Some(7.5), true),
+            1.0 / 32.0
+        );
+        assert_eq!(claim(8.0, true).per_byte(Some(-0.1), true), 0.0);
+        assert_eq!(
+            claim(8.0, true).per_byte(Some(7.5), false),
+            0.0,
+            "not creditable"
+        );
+        assert_eq!(claim(8.0, false).per_byte(None, false), 0.0);
+        assert_eq!(CreditRule::NONE.per_byte(Some(8.0), true), 0.0);
+        // In a trust: the estimate known when a block is released counts,
+        // and only a released block is credited.
+        let now = Instant::now();
+        let mut t = trust().crediting(claim(8.0, true));
+        t.opened(true);
+        assert_eq!(
+            push(&mut t, &passing_block(1), now).credit_bits,
+            0.0,
+            "start-up"
+        );
+        assert_eq!(
+            push(&mut t, &passing_block(2), now).credit_bits,
+            0.0,
+            "auto, no estimate"
+        );
+        t.estimated(6.0);
+        let p = push(&mut t, &passing_block(3), now);
+        assert!(p.released);
+        assert_eq!(p.credit_bits, 6.0 * BLOCK_BYTES as f64);
+        t.opened(false);
+        push(&mut t, &passing_block(4), now);
+        assert_eq!(
+            push(&mut t, &passing_block(5), now).credit_bits,
+            0.0,
+            "a replayable file"
+        );
     }
 
     #[test]

@@ -96,7 +96,6 @@ pub struct OnlineAssessment {
     started: Instant,
     /// The result of this source's window being assessed, when one is.
     running: Option<Receiver<Assessed>>,
-    last: Option<Assessment>,
     /// Shared by every source of the process.
     assessor: Arc<Assessor>,
 }
@@ -109,13 +108,7 @@ impl OnlineAssessment {
             budget: Budget::new(DAEMON_BUDGET),
             started: Instant::now(),
             running: None,
-            last: None,
         }
-    }
-
-    /// The newest finished assessment.
-    pub fn last(&self) -> Option<&Assessment> {
-        self.last.as_ref()
     }
 
     /// Feeds tested bytes; hands a window to the worker when one completes,
@@ -145,7 +138,6 @@ impl OnlineAssessment {
         };
         self.running = None;
         self.budget.charge(done.took);
-        self.last = Some(done.assessment.clone());
         Some(done)
     }
 }

@@ -26,7 +26,7 @@ pub use cpu::{CpuInstruction, CpuSource};
 pub use path::{FileId, FilePosition, PathSource};
 pub use pool::{
     Filled, HwrngStanding, NoSourceOpens, Observe, PoolOptions, RDRAND_ENTROPY_PER_BYTE,
-    SourceObserver, SourcePool, Stopped, Unobserved, credit_per_byte,
+    SourceObserver, SourcePool, Stopped, Unobserved,
 };
 
 /// A `--source` value.

@@ -20,7 +20,8 @@ use super::{
 };
 use crate::health::entropy::Assessment;
 use crate::health::{
-    BLOCK_BYTES, Block, BlockVerdict, HealthConfig, PROBE_BLOCKS, Test, Trust, TrustEvent,
+    BLOCK_BYTES, Block, BlockVerdict, CreditRule, HealthConfig, PROBE_BLOCKS, Test, Trust,
+    TrustEvent,
 };
 
 /// Default credit for RDRAND output: a DRBG's output carries at most the
@@ -111,12 +112,9 @@ struct Slot {
     source: Option<Source>,
     /// Where a regular file was left when it was closed.
     resume: Option<FilePosition>,
-    /// Gate, failure policy, probe: how far the source is trusted.
+    /// Gate, failure policy, probe, estimate and credit: how far the
+    /// source is trusted.
     trust: Trust,
-    /// Claimed entropy per byte, credited by the kernel sink.
-    entropy_per_byte: f64,
-    /// Credit no more than the assessed min-entropy.
-    credit_auto: bool,
     /// A FIFO, pipe or standard input the operator allowed to be credited.
     credit_stream: bool,
     assessment: OnlineAssessment,
@@ -172,8 +170,17 @@ impl Slot {
         match Source::open(&self.spec, limits, self.resume) {
             Ok(s) => {
                 self.is_hwrng = hwrng.is_some() && s.id() == hwrng;
+                // Only a device or a CPU instruction is credited by
+                // default: a FIFO, a pipe or standard input when named by
+                // `--credit-stream`, a regular file (bytes that may be
+                // replayed) never.
+                let creditable = match s.provenance() {
+                    Provenance::Device => true,
+                    Provenance::Stream => self.credit_stream,
+                    Provenance::Replayable => false,
+                };
                 self.source = Some(s);
-                self.trust.restart();
+                self.trust.opened(creditable);
                 Ok(())
             }
             Err(e) => {
@@ -219,20 +226,13 @@ impl Slot {
         self.observer.assessed(a, done.took);
     }
 
-    /// Only a device or a CPU instruction is credited by default: a FIFO,
-    /// a pipe or standard input when named by `--credit-stream`, a regular
-    /// file (bytes that may be replayed) never.
-    fn credit_per_byte(&self) -> f64 {
-        let creditable = match self.source.as_ref().map(Source::provenance) {
-            Some(Provenance::Device) => true,
-            Some(Provenance::Stream) => self.credit_stream,
-            Some(Provenance::Replayable) | None => false,
-        };
-        let cap = match self.credit_auto {
-            true => Cap::Assessed(self.assessment.last().map(|a| a.assessed)),
-            false => Cap::None,
-        };
-        credit_per_byte(self.entropy_per_byte, cap, creditable)
+    /// Takes the assessment that finished since the last call, if one
+    /// did: shown, and handed to the trust to cap the credit.
+    fn poll_assessment(&mut self) -> Option<f64> {
+        let done = self.assessment.poll()?;
+        self.assessed(&done);
+        self.trust.estimated(done.assessment.assessed);
+        Some(done.assessment.assessed)
     }
 
     /// Reads and tests blocks until `out` is full of released blocks, the
@@ -277,11 +277,9 @@ impl Slot {
             let step = self.trust.push(&block, slot, Instant::now());
             if step.released {
                 // Credited by what was known before this block.
-                credit_bits += BLOCK_BYTES as f64 * self.credit_per_byte();
+                credit_bits += step.credit_bits;
                 self.assessment.feed(&slot[..]);
-                if let Some(done) = self.assessment.poll() {
-                    self.assessed(&done);
-                }
+                self.poll_assessment();
                 written += BLOCK_BYTES;
             }
             self.observer.block(&step.verdict);
@@ -332,29 +330,6 @@ impl Slot {
                        "source failed the health tests too often; not used until its retry");
             }
         }
-    }
-}
-
-/// What caps a source's claimed credit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Cap {
-    /// Nothing: the claim is credited.
-    None,
-    /// `--entropy-per-byte auto`: the assessed min-entropy of the newest
-    /// assessed window, and nothing before the first.
-    Assessed(Option<f64>),
-}
-
-/// Bits per byte the kernel sink credits: the claim, capped as `cap` says,
-/// and nothing for bytes that are not `creditable` (see [`Provenance`]).
-pub fn credit_per_byte(claim: f64, cap: Cap, creditable: bool) -> f64 {
-    if !creditable {
-        return 0.0;
-    }
-    match cap {
-        Cap::None => claim,
-        Cap::Assessed(None) => 0.0,
-        Cap::Assessed(Some(assessed)) => claim.min(assessed.max(0.0)),
     }
 }
 
@@ -417,12 +392,13 @@ impl SourcePool {
                     label: spec.to_string(),
                     source: None,
                     resume: None,
-                    trust: Trust::new(&health),
-                    entropy_per_byte: match entropy_per_byte {
-                        Some(Credit::Bits(b)) => b,
-                        _ => kind_claim(spec),
-                    },
-                    credit_auto: entropy_per_byte == Some(Credit::Auto),
+                    trust: Trust::new(&health).crediting(CreditRule {
+                        claim: match entropy_per_byte {
+                            Some(Credit::Bits(b)) => b,
+                            _ => kind_claim(spec),
+                        },
+                        capped_by_estimate: entropy_per_byte == Some(Credit::Auto),
+                    }),
                     credit_stream: credit_streams.contains(spec),
                     assessment: OnlineAssessment::new(
                         health.estimate_window(),
@@ -807,20 +783,19 @@ mod tests {
         let slot = &mut p.slots[0];
         let started = Instant::now();
         // The window's assessment runs on its own thread; wait for it.
-        let done = loop {
-            if let Some(done) = slot.assessment.poll() {
-                break done;
+        let assessed = loop {
+            if let Some(assessed) = slot.poll_assessment() {
+                break assessed;
             }
             assert!(started.elapsed().as_secs() < 60, "no assessment");
             std::thread::sleep(std::time::Duration::from_millis(5));
         };
-        let assessed = done.assessment.assessed;
         assert!(assessed > 0.0 && assessed < 8.0, "{assessed}");
         let next = p.fill(&mut out).unwrap();
         assert_eq!(next.bytes, 2 * BLOCK_BYTES);
         // Each block is credited by the newest assessment known when it is
         // released: the one above, or a newer one of the following window.
-        let newest = p.slots[0].assessment.last().unwrap().assessed;
+        let newest = p.slots[0].trust.estimate().unwrap();
         let per_byte = next.credit_bits() / next.bytes as f64;
         assert!(
             per_byte > 0.0 && per_byte <= assessed.max(newest) + 1e-12,
@@ -840,36 +815,5 @@ mod tests {
             Ok(d),
         ])));
         assert_eq!(fill_one(&mut p), c);
-    }
-}
-
-#[cfg(test)]
-mod credit_tests {
-    use super::*;
-
-    #[test]
-    fn auto_credit_is_the_claim_capped_by_the_assessment_and_nothing_before_one() {
-        assert_eq!(
-            credit_per_byte(8.0, Cap::None, true),
-            8.0,
-            "not auto: the claim"
-        );
-        assert_eq!(
-            credit_per_byte(8.0, Cap::Assessed(None), true),
-            0.0,
-            "auto, no assessment yet"
-        );
-        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(7.5)), true), 7.5);
-        assert_eq!(
-            credit_per_byte(1.0 / 32.0, Cap::Assessed(Some(7.5)), true),
-            1.0 / 32.0
-        );
-        assert_eq!(credit_per_byte(8.0, Cap::Assessed(Some(-0.1)), true), 0.0);
-        assert_eq!(
-            credit_per_byte(8.0, Cap::Assessed(Some(7.5)), false),
-            0.0,
-            "not creditable"
-        );
-        assert_eq!(credit_per_byte(8.0, Cap::None, false), 0.0);
     }
 }
