@@ -14,6 +14,7 @@ use random_refresher::kernel::KernelPaths;
 use random_refresher::refresher::{Config, CycleOutcome, Refresher};
 use random_refresher::sink::SinkSpec;
 use random_refresher::source::{CpuInstruction, ReadLimits, Source, SourceSpec};
+use random_refresher::telemetry::Registry;
 
 /// 400 blocks (1 MB) of noise from a fixed seed.
 fn noise_blocks() -> Vec<Block> {
@@ -222,10 +223,11 @@ fn cycle(c: &mut Criterion) {
     let mut g = c.benchmark_group("cycle");
     g.throughput(Throughput::Bytes(BATCH as u64));
     g.bench_function("file_to_seed_file", |b| {
-        let mut r = Refresher::new(config.clone()).unwrap();
+        let registry = Registry::discarding();
+        let mut r = Refresher::new(config.clone(), &registry).unwrap();
         b.iter(|| {
             if r.cycle() != (CycleOutcome::Delivered { bytes: BATCH }) {
-                r = Refresher::new(config.clone()).unwrap(); // wrapped round the file
+                r = Refresher::new(config.clone(), &registry).unwrap(); // wrapped round the file
             }
         })
     });

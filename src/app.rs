@@ -159,7 +159,7 @@ fn start(args: &RefreshArgs) -> Result<Started, u8> {
         .map_err(|e| fail(EXIT_FAILED, &format!("cannot set up metrics: {e}")))?;
     log_start(&config);
     let liveness_limit = config.interval + config.limits.timeout + LIVENESS_MARGIN;
-    let mut refresher = Refresher::new(config)
+    let mut refresher = Refresher::new(config, &exporter.registry())
         .map_err(|e| fail(EXIT_CONFIG, &e.to_string()))?
         .with_status(Arc::clone(&status))
         .with_exporter(Arc::clone(&exporter));

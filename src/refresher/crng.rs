@@ -14,7 +14,7 @@ use metrics::{Gauge, gauge};
 use tracing::{info, warn};
 
 use crate::sink::kernel::{crng_ready, seconds_since_boot};
-use crate::telemetry::names;
+use crate::telemetry::{Registry, names};
 
 pub struct CrngWatch {
     ready: Option<bool>,
@@ -24,12 +24,12 @@ pub struct CrngWatch {
 
 impl CrngWatch {
     /// Looks once, and says so if the CRNG is not ready at start.
-    pub fn start() -> Self {
-        let w = Self {
+    pub fn start(registry: &Registry) -> Self {
+        let w = registry.make(|| Self {
             ready: crng_ready(),
             ready_gauge: gauge!(names::KERNEL_CRNG_READY),
             ready_at_gauge: gauge!(names::KERNEL_CRNG_READY_BOOT_SECONDS),
-        };
+        });
         // Ready before the daemon looked: when is not known.
         w.ready_at_gauge.set(f64::NAN);
         w.show();

@@ -25,7 +25,7 @@ use crate::sink::{QuarantinePolicy, QuarantineRules, SinkSet, SinkSpec};
 use crate::source::{SourcePool, SourceSpec};
 use crate::telemetry::exporter::Exporter;
 use crate::telemetry::source_metrics::SourceMetrics;
-use crate::telemetry::{LoopStatus, names};
+use crate::telemetry::{LoopStatus, Registry, names};
 
 /// The result of one cycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,16 +66,18 @@ pub struct Refresher {
 }
 
 impl Refresher {
-    /// Checks the configuration and opens the sources and sinks.
-    pub fn new(config: Config) -> Result<Self, StartError> {
+    /// Checks the configuration and opens the sources and sinks; every
+    /// metric handle is made in `registry`.
+    pub fn new(config: Config, registry: &Registry) -> Result<Self, StartError> {
         let c = config;
         c.check()?;
-        let pool = SourcePool::open(&c.sources, c.pool_options(), &SourceMetrics::boxed)
+        let observe = |name: &str, claimed| SourceMetrics::boxed(registry, name, claimed);
+        let pool = SourcePool::open(&c.sources, c.pool_options(), &observe)
             .map_err(StartError::no_source)?;
         if c.quarantine && !pool.has_hwrng() {
             return Err(StartError::NoHwrngSource(c.hwrng));
         }
-        let sinks = SinkSet::open(&c.sinks, &c.random_device, &pool.labels())
+        let sinks = SinkSet::open(&c.sinks, &c.random_device, &pool.labels(), registry)
             .map_err(|(spec, source)| StartError::Sink { spec, source })?;
         let rules = QuarantineRules {
             quarantine: c.quarantine,
@@ -92,7 +94,7 @@ impl Refresher {
                         source,
                     }
                 })?;
-                Some(QuarantinePolicy::new(q, rules))
+                Some(QuarantinePolicy::new(q, rules, registry))
             }
             false => None,
         };
@@ -113,11 +115,12 @@ impl Refresher {
             },
             totals: Totals::default(),
             consecutive_failures: 0,
-            cycles: ["ok", "failed"].map(|r| zero(counter!(names::CYCLES, "result" => r))),
-            last_refresh: gauge!(names::LAST_REFRESH_TIMESTAMP),
+            cycles: registry
+                .make(|| ["ok", "failed"].map(|r| zero(counter!(names::CYCLES, "result" => r)))),
+            last_refresh: registry.make(|| gauge!(names::LAST_REFRESH_TIMESTAMP)),
             status: None,
             exporter: None,
-            crng: crng::CrngWatch::start(),
+            crng: crng::CrngWatch::start(registry),
         })
     }
 
@@ -255,7 +258,8 @@ mod tests {
         };
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let limits = crate::app::read_limits(&args.source, &stop, None);
-        let r = Refresher::new(crate::app::config(&args, limits).unwrap()).unwrap();
+        let config = crate::app::config(&args, limits).unwrap();
+        let r = Refresher::new(config, &Registry::discarding()).unwrap();
         (r, stop)
     }
 

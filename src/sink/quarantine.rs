@@ -27,7 +27,7 @@ use tracing::{error, warn};
 
 use crate::kernel::{Hold, Quarantine};
 use crate::source::HwrngStanding;
-use crate::telemetry::names;
+use crate::telemetry::{Registry, names};
 
 /// Passing blocks (after the start-up test, while trusted) that lift a
 /// quarantine: 160 KB, about 16 s of a 10 KB/s device. A failure on the way
@@ -114,10 +114,12 @@ pub struct QuarantinePolicy {
     held_by_option: BTreeSet<String>,
     gauges: BTreeMap<String, Gauge>,
     marker_errors: Counter,
+    /// For the gauge of a device first seen later.
+    registry: Registry,
 }
 
 impl QuarantinePolicy {
-    pub fn new(quarantine: Quarantine, rules: Rules) -> Self {
+    pub fn new(quarantine: Quarantine, rules: Rules, registry: &Registry) -> Self {
         for (rng, quality) in quarantine.held() {
             warn!(
                 rng,
@@ -129,7 +131,7 @@ impl QuarantinePolicy {
             error!(error = %e,
                    "the quarantine marker cannot be written: a failing device is still held at rng_quality 0, but only while this process runs; after an exit or a crash nothing records it");
         }
-        let marker_errors = counter!(names::HWRNG_QUARANTINE_MARKER_ERRORS);
+        let marker_errors = registry.make(|| counter!(names::HWRNG_QUARANTINE_MARKER_ERRORS));
         marker_errors.absolute(0);
         // Without the quarantine nothing here judges a device, so what the
         // marker holds can only be an earlier run's hold by the option.
@@ -144,6 +146,7 @@ impl QuarantinePolicy {
             held_by_option,
             gauges: BTreeMap::new(),
             marker_errors,
+            registry: registry.clone(),
         };
         p.show();
         p
@@ -156,9 +159,10 @@ impl QuarantinePolicy {
         rngs.extend(self.judged.clone());
         for rng in rngs {
             let held = self.quarantine.is_held(&rng) && !self.held_by_option.contains(&rng);
+            let registry = &self.registry;
             self.gauges
                 .entry(rng.clone())
-                .or_insert_with(|| gauge!(names::HWRNG_QUARANTINED, "rng" => rng))
+                .or_insert_with(|| registry.make(|| gauge!(names::HWRNG_QUARANTINED, "rng" => rng)))
                 .set(f64::from(u8::from(held)));
         }
     }
@@ -366,7 +370,12 @@ mod tests {
 
         fn policy_with(&self, state: &Path, rules: Rules) -> QuarantinePolicy {
             let paths = KernelPaths::new(Path::new("/proc"), &self.sys);
-            QuarantinePolicy::new(Quarantine::open(&paths, Some(state)).unwrap(), rules)
+            let registry = Registry::discarding();
+            QuarantinePolicy::new(
+                Quarantine::open(&paths, Some(state)).unwrap(),
+                rules,
+                &registry,
+            )
         }
     }
 

@@ -6,7 +6,7 @@ use metrics::{Counter, counter};
 use tracing::{debug, error, info};
 
 use super::{Sink, SinkError, SinkSpec};
-use crate::telemetry::names;
+use crate::telemetry::{Registry, names};
 
 /// The credit counted for one source, in whole bytes, and the bits short
 /// of the next byte.
@@ -41,6 +41,16 @@ impl SinkSet {
     /// source. Each sink's series is labelled with the sink as configured
     /// (`file:/var/lib/random-seed`), so that two file sinks are told apart.
     pub fn open(
+        specs: &[SinkSpec],
+        random_device: &std::path::Path,
+        sources: &[String],
+        registry: &Registry,
+    ) -> Result<Self, (SinkSpec, SinkError)> {
+        registry.make(|| Self::open_in(specs, random_device, sources))
+    }
+
+    /// [`SinkSet::open`], with the metrics macros bound to its registry.
+    fn open_in(
         specs: &[SinkSpec],
         random_device: &std::path::Path,
         sources: &[String],

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use metrics::gauge;
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
-use super::names;
+use super::{Registry, names};
 use crate::kernel::KernelPaths;
 
 /// Buckets of the per-batch read duration, from a fast file to a slow TPM.
@@ -24,6 +24,7 @@ const ASSESSMENT_DURATION_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 pub struct Exporter {
     handle: PrometheusHandle,
+    registry: Registry,
     process: metrics_process::Collector,
     kernel: KernelPaths,
     /// The `rng` label last exported as current, to zero it when it changes.
@@ -31,8 +32,9 @@ pub struct Exporter {
 }
 
 impl Exporter {
-    /// Installs the process-wide recorder (the `metrics` facade has exactly
-    /// one) with constant labels on every series, and describes the metrics.
+    /// Builds the recorder, with constant labels on every series, and
+    /// describes the metrics. It is not installed process-wide: handles
+    /// come from [`Exporter::registry`].
     pub fn install(labels: &[(String, String)], kernel: KernelPaths) -> Result<Self, BuildError> {
         let mut builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
@@ -46,19 +48,24 @@ impl Exporter {
         for (k, v) in labels {
             builder = builder.add_global_label(k, v);
         }
-        let handle = builder.install_recorder()?;
-        super::describe();
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        let registry = Registry(std::sync::Arc::new(recorder));
         let process = metrics_process::Collector::default();
-        process.describe();
-        gauge!(
-            names::BUILD_INFO,
-            "version" => env!("CARGO_PKG_VERSION"),
-            "commit" => env!("RANDOM_REFRESHER_GIT_COMMIT"),
-            "target" => env!("RANDOM_REFRESHER_TARGET"),
-        )
-        .set(1.0);
+        registry.make(|| {
+            super::describe();
+            process.describe();
+            gauge!(
+                names::BUILD_INFO,
+                "version" => env!("CARGO_PKG_VERSION"),
+                "commit" => env!("RANDOM_REFRESHER_GIT_COMMIT"),
+                "target" => env!("RANDOM_REFRESHER_TARGET"),
+            )
+            .set(1.0);
+        });
         let exporter = Self {
             handle,
+            registry,
             process,
             kernel,
             current_rng: Mutex::new(None),
@@ -67,8 +74,17 @@ impl Exporter {
         Ok(exporter)
     }
 
+    /// Where every other part of the daemon makes its metric handles.
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
     /// Reads the kernel's counters and this process's usage into gauges.
     pub fn refresh_readings(&self) {
+        self.registry.make(|| self.read_into_gauges());
+    }
+
+    fn read_into_gauges(&self) {
         let r = self.kernel.read();
         if let Some(v) = r.entropy_avail_bits {
             gauge!(names::KERNEL_ENTROPY_AVAILABLE).set(v as f64 / 8.0);
@@ -202,6 +218,33 @@ pub fn parse_label(s: &str) -> Result<(String, String), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Handles come from the exporter's registry and from nowhere else: a
+    /// handle made with the bare macro, as the daemon once made them in its
+    /// constructors, reaches no exporter.
+    #[test]
+    fn only_handles_made_in_the_exporters_registry_are_rendered() {
+        let kernel = KernelPaths::new("/nonexistent".as_ref(), "/nonexistent".as_ref());
+        let exporter = Exporter::install(&[("node".into(), "n1".into())], kernel).unwrap();
+        let made = exporter
+            .registry()
+            .make(|| metrics::counter!(names::CYCLES, "result" => "ok"));
+        made.increment(3);
+        metrics::counter!(names::CYCLES, "result" => "failed").increment(5);
+        Registry::discarding()
+            .make(|| metrics::counter!(names::SINK_ERRORS, "sink" => "stdout"))
+            .increment(1);
+        let text = exporter.render();
+        let cycles = names::CYCLES;
+        assert!(
+            text.contains(&format!("{cycles}{{node=\"n1\",result=\"ok\"}} 3")),
+            "{text}"
+        );
+        assert!(!text.contains("result=\"failed\""), "{text}");
+        assert!(!text.contains(names::SINK_ERRORS), "{text}");
+        assert!(text.contains(&format!("# HELP {cycles}")), "described: {text}");
+        assert!(text.contains(names::BUILD_INFO), "{text}");
+    }
 
     #[test]
     fn labels_parse() {

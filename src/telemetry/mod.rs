@@ -12,9 +12,31 @@ pub mod web_config;
 use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
 use names::*;
 
-/// Registers HELP text and units. Must run after the recorder is installed:
-/// descriptions given to no recorder are lost.
-pub fn describe() {
+/// Where metric handles come from. The process installs no global
+/// recorder: every constructor that makes a handle is given a `Registry`,
+/// and the one that renders is made by [`exporter::Exporter::install`], so
+/// a handle cannot be made before the exporter, or against whatever
+/// recorder happens to be installed.
+#[derive(Clone)]
+pub struct Registry(std::sync::Arc<dyn metrics::Recorder + Send + Sync>);
+
+impl Registry {
+    /// A registry whose handles count into nothing: for benchmarks and
+    /// tests that do not look at metrics, said so where it is used.
+    pub fn discarding() -> Self {
+        Self(std::sync::Arc::new(metrics::NoopRecorder))
+    }
+
+    /// Runs `make` with this registry's recorder: the `metrics` macros
+    /// inside it register their handles here.
+    pub fn make<T>(&self, make: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&*self.0, make)
+    }
+}
+
+/// Registers HELP text and units, in the registry [`Registry::make`] runs
+/// this in: descriptions given to no recorder are lost.
+fn describe() {
     describe_gauge!(
         MIN_ENTROPY_ESTIMATE,
         "The source's assessed SP 800-90B min-entropy (min(H_original, 8 x H_bitstring) over all ten estimators) of its newest assessed window, in bits per byte; NaN before the first."

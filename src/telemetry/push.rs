@@ -73,6 +73,8 @@ pub struct Pusher {
     url: String,
     gateway: GatewayUrl,
     exporter: Arc<Exporter>,
+    /// Failed pushes, from 0 so that `increase()` sees the first one.
+    errors: metrics::Counter,
     failing: bool,
 }
 
@@ -88,6 +90,11 @@ impl Pusher {
             agent,
             url: group_url(&gateway.url, instance),
             gateway,
+            errors: exporter.registry().make(|| {
+                let errors = counter!(names::PUSH_ERRORS);
+                errors.absolute(0);
+                errors
+            }),
             exporter,
             failing: false,
         }
@@ -117,7 +124,7 @@ impl Pusher {
                 reason: self.gateway.redact(&e.to_string()),
             });
         if result.is_err() {
-            counter!(names::PUSH_ERRORS).increment(1);
+            self.errors.increment(1);
         }
         result
     }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
 
-use super::names;
+use super::{Registry, names};
 use crate::health::entropy::{Assessment, TrackKind};
 use crate::health::{BlockVerdict, TESTS, Test};
 use crate::source::{ErrorKind, SourceObserver};
@@ -12,6 +12,8 @@ use crate::source::{ErrorKind, SourceObserver};
 /// Metric handles of one source, made once when the pool is built.
 pub struct SourceMetrics {
     source: String,
+    /// For the estimators' gauges, made when an assessment first names them.
+    registry: Registry,
     min_entropy_estimate: Gauge,
     assessment_duration: Histogram,
     bytes_read: Counter,
@@ -27,7 +29,11 @@ pub struct SourceMetrics {
 impl SourceMetrics {
     /// Counters start at zero, so that `rate()` and `increase()` see the
     /// first event and no alert needs to handle an absent series.
-    pub fn new(source: &str, claimed: f64) -> Self {
+    pub fn new(registry: &Registry, source: &str, claimed: f64) -> Self {
+        registry.make(|| Self::made(registry.clone(), source, claimed))
+    }
+
+    fn made(registry: Registry, source: &str, claimed: f64) -> Self {
         let s = || source.to_string();
         let zero = |c: Counter| {
             c.absolute(0);
@@ -39,6 +45,7 @@ impl SourceMetrics {
         gauge!(names::MIN_ENTROPY_CLAIMED, "source" => s()).set(claimed);
         Self {
             source: s(),
+            registry,
             min_entropy_estimate,
             assessment_duration: histogram!(names::MIN_ENTROPY_ASSESSMENT_DURATION, "source" => s()),
             bytes_read: zero(counter!(names::SOURCE_BYTES_READ, "source" => s())),
@@ -60,9 +67,10 @@ impl SourceMetrics {
         }
     }
 
-    /// Made for the pool: `SourcePool::open` takes this.
-    pub fn boxed(source: &str, claimed: f64) -> Box<dyn SourceObserver> {
-        Box::new(Self::new(source, claimed))
+    /// Made for the pool: `SourcePool::open` takes this, bound to a
+    /// registry.
+    pub fn boxed(registry: &Registry, source: &str, claimed: f64) -> Box<dyn SourceObserver> {
+        Box::new(Self::new(registry, source, claimed))
     }
 }
 
@@ -101,12 +109,14 @@ impl SourceObserver for SourceMetrics {
             (TrackKind::Literal, Some(&a.literal)),
             (TrackKind::Bitstring, a.bitstring.as_ref()),
         ];
-        for (track, estimates) in tracks {
-            for (e, v) in estimates.into_iter().flat_map(|x| x.iter()) {
-                gauge!(names::MIN_ENTROPY_ESTIMATOR, "source" => self.source.clone(),
-                    "track" => track.name(), "estimator" => e.name())
-                .set(v);
+        self.registry.make(|| {
+            for (track, estimates) in tracks {
+                for (e, v) in estimates.into_iter().flat_map(|x| x.iter()) {
+                    gauge!(names::MIN_ENTROPY_ESTIMATOR, "source" => self.source.clone(),
+                        "track" => track.name(), "estimator" => e.name())
+                    .set(v);
+                }
             }
-        }
+        });
     }
 }
