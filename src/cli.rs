@@ -599,48 +599,18 @@ fn positive_duration(s: &str) -> Result<Duration, String> {
 fn batch_size(s: &str) -> Result<usize, String> {
     let n = parse_size::parse_size(s)
         .map_err(|_| format!("`{s}` is not a number of bytes (such as 2500, 250kB or 25MB)"))?;
-    let max = crate::refresher::MAX_BATCH_BYTES as u64;
-    if n == 0 || n > max {
-        return Err(format!("{n} bytes is outside 2500 to 1 GiB"));
-    }
-    let block = BLOCK_BYTES as u64;
-    if !n.is_multiple_of(block) {
-        // The valid sizes on either side: none below the first block, none
-        // above the largest whole number of blocks.
-        let below = n / block * block;
-        let valid: Vec<String> = [below, below + block]
-            .into_iter()
-            .filter(|&v| v > 0 && v <= max)
-            .map(|v| v.to_string())
-            .collect();
-        return Err(format!(
-            "{n} bytes is not a multiple of {block} (one FIPS 140-2 block): use {}",
-            valid.join(" or ")
-        ));
-    }
-    Ok(n as usize)
-}
-
-fn bits_in(s: &str, lo_inclusive: bool) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("`{s}` is not a number of bits"))?;
-    let low_ok = if lo_inclusive { v >= 0.0 } else { v > 0.0 };
-    if !(low_ok && v <= 8.0) {
-        return Err(format!(
-            "{v} is outside {}0 to 8 bits per byte",
-            if lo_inclusive { "" } else { "above " }
-        ));
-    }
-    Ok(v)
+    crate::refresher::batch_size(n)
 }
 
 fn entropy_per_byte(s: &str) -> Result<crate::source::Credit, String> {
     match s {
         "auto" => Ok(crate::source::Credit::Auto),
-        _ => bits_in(s, true)
-            .map(crate::source::Credit::Bits)
-            .map_err(|e| format!("{e}, or auto")),
+        _ => {
+            let bits: f64 = s
+                .parse()
+                .map_err(|_| format!("`{s}` is not a number of bits, or auto"))?;
+            crate::source::Credit::bits(bits).map_err(|e| format!("{e}, or auto"))
+        }
     }
 }
 
@@ -669,7 +639,13 @@ fn estimate_every(s: &str) -> Result<crate::health::estimate::Sampling, String> 
 }
 
 fn min_entropy(s: &str) -> Result<f64, String> {
-    bits_in(s, false)
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of bits"))?;
+    match v > 0.0 && v <= 8.0 {
+        true => Ok(v),
+        false => Err(format!("{v} is outside above 0 to 8 bits per byte")),
+    }
 }
 
 #[cfg(test)]

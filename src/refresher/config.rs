@@ -42,10 +42,10 @@ pub struct Config {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("--batch-size {0}: not a positive multiple of {BLOCK_BYTES} bytes up to 1 GiB")]
-    BatchSize(usize),
-    #[error("--entropy-per-byte {0}: outside 0 to 8 bits")]
-    EntropyPerByte(f64),
+    #[error("--batch-size {0}")]
+    BatchSize(String),
+    #[error("--entropy-per-byte {0}")]
+    EntropyPerByte(String),
     #[error("--source and --sink: at least one of each is needed")]
     Empty,
     #[error("{option} {spec}: given twice; name each once")]
@@ -84,14 +84,9 @@ impl Config {
     /// What no constructor further down checks: a batch of whole blocks, a
     /// credit in range, at least one source and one sink.
     pub(super) fn check(&self) -> Result<(), StartError> {
-        let b = self.batch_size;
-        if b == 0 || !b.is_multiple_of(BLOCK_BYTES) || b > MAX_BATCH_BYTES {
-            return Err(StartError::BatchSize(b));
-        }
-        if let Some(Credit::Bits(e)) = self.entropy_per_byte
-            && !(0.0..=8.0).contains(&e)
-        {
-            return Err(StartError::EntropyPerByte(e));
+        batch_size(self.batch_size as u64).map_err(StartError::BatchSize)?;
+        if let Some(Credit::Bits(e)) = self.entropy_per_byte {
+            Credit::bits(e).map_err(StartError::EntropyPerByte)?;
         }
         if self.sources.is_empty() || self.sinks.is_empty() {
             return Err(StartError::Empty);
@@ -140,6 +135,32 @@ impl StartError {
         };
         Self::NoSource { reasons, hint }
     }
+}
+
+/// `n` bytes as a batch: whole blocks, at least one, at most 1 GiB; the
+/// error names the valid sizes on either side. The one rule, for the
+/// command line and for a configuration built in code.
+pub fn batch_size(n: u64) -> Result<usize, String> {
+    let max = MAX_BATCH_BYTES as u64;
+    if n == 0 || n > max {
+        return Err(format!("{n} bytes is outside 2500 to 1 GiB"));
+    }
+    let block = BLOCK_BYTES as u64;
+    if !n.is_multiple_of(block) {
+        // The valid sizes on either side: none below the first block, none
+        // above the largest whole number of blocks.
+        let below = n / block * block;
+        let valid: Vec<String> = [below, below + block]
+            .into_iter()
+            .filter(|&v| v > 0 && v <= max)
+            .map(|v| v.to_string())
+            .collect();
+        return Err(format!(
+            "{n} bytes is not a multiple of {block} (one FIPS 140-2 block): use {}",
+            valid.join(" or ")
+        ));
+    }
+    Ok(n as usize)
 }
 
 /// The first item named as an earlier one, by its name.

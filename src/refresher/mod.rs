@@ -17,7 +17,7 @@ use metrics::{Counter, Gauge, counter, gauge};
 use crate::sink::Batch;
 use tracing::info;
 
-pub use config::{Config, MAX_BATCH_BYTES, StartError, TooManyFailures};
+pub use config::{Config, MAX_BATCH_BYTES, StartError, TooManyFailures, batch_size};
 pub use run::Request;
 
 use crate::kernel::Quarantine;

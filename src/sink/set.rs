@@ -185,7 +185,80 @@ fn split_credit(bits: u64, claims: &[f64]) -> Vec<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_credit;
+    use super::*;
+    use crate::kernel::KernelPaths;
+    use crate::sink::Batch;
+    use crate::telemetry::exporter::Exporter;
+
+    fn batch(fill: u8) -> Batch {
+        let mut b = Batch::new(crate::health::BLOCK_BYTES);
+        b.bytes_mut().fill(fill);
+        b
+    }
+
+    /// Each sink takes only the batch handed to it; one that fails is
+    /// counted and logged on its own and the others go on; it is used
+    /// again once it works. Its series carry the sink as configured.
+    #[test]
+    fn each_sink_gets_its_own_batch_and_a_failing_one_fails_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let gone = dir.path().join("gone");
+        std::fs::create_dir(&gone).unwrap();
+        let [a, b, c] = [dir.path().join("a"), dir.path().join("b"), gone.join("c")];
+        let specs = [&a, &b, &c].map(|p| SinkSpec::File(p.clone()));
+        let kernel = KernelPaths::new("/nonexistent".as_ref(), "/nonexistent".as_ref());
+        let exporter = Exporter::install(&[], kernel).unwrap();
+        let sources = ["/dev/hwrng".to_string()];
+        let mut set = SinkSet::open(
+            &specs,
+            "/dev/random".as_ref(),
+            &sources,
+            &exporter.registry(),
+        )
+        .unwrap();
+        assert_eq!(
+            set.names(),
+            format!(
+                "file:{}, file:{}, file:{}",
+                a.display(),
+                b.display(),
+                c.display()
+            )
+        );
+        std::fs::remove_dir(&gone).unwrap();
+        let claims = [8.0 * 2500.0];
+        assert!(set.deliver(0, &mut batch(1), &claims));
+        assert!(set.deliver(1, &mut batch(2), &claims));
+        assert!(
+            !set.deliver(2, &mut batch(3), &claims),
+            "its folder is gone"
+        );
+        assert!(!set.deliver(2, &mut batch(4), &claims));
+        assert_eq!(std::fs::read(&a).unwrap(), vec![1; 2500]);
+        assert_eq!(std::fs::read(&b).unwrap(), vec![2; 2500]);
+        std::fs::create_dir(&gone).unwrap();
+        assert!(set.deliver(2, &mut batch(5), &claims), "works again");
+        assert_eq!(std::fs::read(&c).unwrap(), vec![5; 2500]);
+        assert_eq!(
+            set.credited_deliveries(),
+            0,
+            "a seed file credits nothing now"
+        );
+        let text = exporter.render();
+        let series =
+            |name: &str, p: &std::path::Path| format!("{name}{{sink=\"file:{}\"}}", p.display());
+        for (p, bytes, errors) in [(&a, 2500, 0), (&b, 2500, 0), (&c, 2500, 2)] {
+            let bytes_line = format!("{} {bytes}\n", series(names::SINK_BYTES, p));
+            let errors_line = format!("{} {errors}\n", series(names::SINK_ERRORS, p));
+            assert!(text.contains(&bytes_line), "{bytes_line}: {text}");
+            assert!(text.contains(&errors_line), "{errors_line}: {text}");
+        }
+        let credited = format!(
+            "{}{{source=\"/dev/hwrng\"}} 0\n",
+            names::ENTROPY_CREDITED_BYTES
+        );
+        assert!(text.contains(&credited), "{text}");
+    }
 
     #[test]
     fn credit_is_split_by_claim_and_adds_up_to_what_was_credited() {

@@ -171,6 +171,17 @@ pub enum Credit {
     Auto,
 }
 
+impl Credit {
+    /// `bits` per byte, checked: 0 to 8. The one rule, for the command
+    /// line and for a configuration built in code.
+    pub fn bits(bits: f64) -> Result<Self, String> {
+        match (0.0..=8.0).contains(&bits) {
+            true => Ok(Self::Bits(bits)),
+            false => Err(format!("{bits} is outside 0 to 8 bits per byte")),
+        }
+    }
+}
+
 /// What every source is given: when to give up on a read, and the flag that
 /// ends a read early at shutdown.
 #[derive(Clone, Debug)]

@@ -242,7 +242,10 @@ mod tests {
         );
         assert!(!text.contains("result=\"failed\""), "{text}");
         assert!(!text.contains(names::SINK_ERRORS), "{text}");
-        assert!(text.contains(&format!("# HELP {cycles}")), "described: {text}");
+        assert!(
+            text.contains(&format!("# HELP {cycles}")),
+            "described: {text}"
+        );
         assert!(text.contains(names::BUILD_INFO), "{text}");
     }
 
