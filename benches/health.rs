@@ -18,18 +18,14 @@ use random_refresher::telemetry::Registry;
 
 /// 400 blocks (1 MB) of noise from a fixed seed.
 fn noise_blocks() -> Vec<Block> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut x = xorshift::XorShift(0x9E37_79B9_7F4A_7C15);
     (0..400)
-        .map(|_| {
-            std::array::from_fn(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-        })
+        .map(|_| std::array::from_fn(|_| x.mid_byte()))
         .collect()
 }
+
+#[path = "../src/xorshift.rs"]
+mod xorshift;
 
 fn health(c: &mut Criterion) {
     let blocks = noise_blocks();

@@ -60,5 +60,7 @@ pub mod telemetry;
 #[cfg(test)]
 mod test_support;
 mod tested_rng;
+#[cfg(any(test, target_arch = "aarch64"))]
+mod xorshift;
 
 pub use tested_rng::{TestedRng, TestedRngError};

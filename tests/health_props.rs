@@ -7,17 +7,15 @@ use random_refresher::health::fips::{BlockStats, ContinuousRun, FipsTester, refe
 use random_refresher::health::sp800_90b::{AdaptiveProportion, RepetitionCount};
 use random_refresher::health::{BLOCK_BYTES, Block};
 
+#[path = "../src/xorshift.rs"]
+mod xorshift;
+
 /// Blocks built from a seed with a chosen skew: uniform, biased bits, sticky
 /// bits (long runs), flipping bits (short runs), or a few constant stretches.
 fn block_strategy() -> impl Strategy<Value = Block> {
     (any::<u64>(), 0u8..5, 1u32..100).prop_map(|(seed, kind, knob)| {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut x = xorshift::XorShift(seed | 1);
+        let mut next = move || x.step();
         let p = f64::from(knob) / 100.0;
         let thr = |q: f64| (q * u64::MAX as f64) as u64;
         let mut bit = 0u8;

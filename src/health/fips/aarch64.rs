@@ -73,13 +73,7 @@ impl Level {
 
 /// A block of xorshift noise to time the builds on.
 fn timing_block() -> Block {
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
-    std::array::from_fn(|_| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        (x >> 32) as u8
-    })
+    crate::xorshift::XorShift(0x9E37_79B9_7F4A_7C15).block()
 }
 
 /// The parity transform of `words::nibble_counts_parity`, two words per
