@@ -157,10 +157,15 @@ def test_the_static_pod_refuses_the_proxy():
     assert p.returncode != 0 and "kubeRBACProxy.enabled" in p.stderr and "static Pod" in p.stderr, p.stderr
 
 
-def test_the_helm_test_pod_is_not_rendered_behind_the_proxy():
+def test_the_helm_test_pod_asks_the_proxy_for_readyz_only_over_https():
     hooks = lambda docs: [d for d in docs if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
-    assert hooks(render())
-    assert not hooks(render(sets=ON))
+    urls = lambda pod: [a for c in pod["spec"]["containers"] for a in c["args"] if a.startswith("--url=")]
+    (plain,) = hooks(render())
+    assert [u.split("/")[-1] for u in urls(plain)] == ["readyz", "metrics"], urls(plain)
+    assert all(u.startswith("--url=http://") for u in urls(plain)), urls(plain)
+    (proxied,) = hooks(render(sets=ON))
+    (url,) = urls(proxied)
+    assert url.startswith("--url=https://") and url.endswith(":9742/readyz"), url
 
 
 @pytest.mark.parametrize("bad, where", [
