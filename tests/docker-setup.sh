@@ -30,14 +30,16 @@ if ! docker image inspect "$builder" >/dev/null 2>&1; then
     # The host's system (compilers, libc, headers, certificates) and its Rust
     # toolchain under /opt/rust; nothing the build does not need, and no
     # secrets (password hashes, SSH keys, private TLS keys).
-    tar -C / -c --exclude=usr/lib/google-cloud-sdk --exclude=usr/lib/jvm --exclude=usr/lib/llvm-14 \
+    # GNU tar exits 1 when a file changed while it was read (a log, a
+    # cache): the image is still whole, so only a status above 1 fails.
+    { tar -C / -c --exclude=usr/lib/google-cloud-sdk --exclude=usr/lib/jvm --exclude=usr/lib/llvm-14 \
         --exclude=usr/lib/postgresql --exclude=usr/lib/node_modules --exclude=usr/lib/debug \
         --exclude=etc/docker --exclude=etc/shadow --exclude=etc/shadow- --exclude=etc/gshadow \
         --exclude=etc/gshadow- --exclude=etc/ssh --exclude=etc/ssl/private --exclude=etc/sudoers.d \
         usr/bin usr/sbin usr/lib usr/lib64 usr/include usr/libexec usr/share/ca-certificates \
         usr/aarch64-linux-gnu \
         bin sbin lib lib64 etc \
-        --transform "s,^${sysroot#/},opt/rust," --exclude="${sysroot#/}/share" "${sysroot#/}" 2>/dev/null \
+        --transform "s,^${sysroot#/},opt/rust," --exclude="${sysroot#/}/share" "${sysroot#/}" 2>/dev/null || [ $? -eq 1 ]; } \
         | docker import \
             -c 'ENV PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
             -c 'ENV CARGO_HOME=/usr/local/cargo' \
