@@ -617,11 +617,7 @@ fn entropy_per_byte(s: &str) -> Result<crate::source::Credit, String> {
 fn estimate_window(s: &str) -> Result<usize, String> {
     let n = parse_size::parse_size(s)
         .map_err(|_| format!("`{s}` is not a number of samples (such as 1000000 or 64KiB)"))?;
-    use crate::health::estimate::{MAX_WINDOW, MIN_WINDOW};
-    if !(MIN_WINDOW as u64..=MAX_WINDOW as u64).contains(&n) {
-        return Err(format!("{n} samples is outside 4096 to 64 MiB"));
-    }
-    Ok(n as usize)
+    crate::health::estimate::window_size(n).map_err(|e| e.to_string())
 }
 
 fn estimate_every(s: &str) -> Result<crate::health::estimate::Sampling, String> {

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::estimate::{DEFAULT_WINDOW, MAX_WINDOW, MIN_WINDOW, Sampling};
+use super::estimate::{DEFAULT_WINDOW, Sampling, WindowSizeError, window_size};
 use super::{CutoffError, Cutoffs, FailurePolicy};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -32,8 +32,8 @@ pub enum HealthConfigError {
     RetryMax { max: Duration, initial: Duration },
     #[error("no failure may mark a source failed: at least one is needed")]
     MaxFailures,
-    #[error("{0} samples is outside {MIN_WINDOW} to {MAX_WINDOW} per window")]
-    Window(usize),
+    #[error(transparent)]
+    Window(#[from] WindowSizeError),
 }
 
 impl HealthConfig {
@@ -56,9 +56,7 @@ impl HealthConfig {
         if policy.max_failures == 0 {
             return Err(HealthConfigError::MaxFailures);
         }
-        if !(MIN_WINDOW..=MAX_WINDOW).contains(&estimate_window) {
-            return Err(HealthConfigError::Window(estimate_window));
-        }
+        window_size(estimate_window as u64)?;
         Ok(Self {
             cutoffs,
             claimed_min_entropy,
@@ -112,6 +110,11 @@ impl Default for HealthConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::estimate::{MAX_WINDOW, MIN_WINDOW};
+
+    fn too(n: usize) -> Result<HealthConfig, HealthConfigError> {
+        Err(HealthConfigError::Window(WindowSizeError(n as u64)))
+    }
 
     fn with(policy: FailurePolicy, window: usize) -> Result<HealthConfig, HealthConfigError> {
         HealthConfig::new(8.0, -40.0, policy, window, Sampling::Budget)
@@ -141,14 +144,8 @@ mod tests {
             with(none, DEFAULT_WINDOW),
             Err(HealthConfigError::MaxFailures)
         );
-        assert_eq!(
-            with(p, MIN_WINDOW - 1),
-            Err(HealthConfigError::Window(MIN_WINDOW - 1))
-        );
-        assert_eq!(
-            with(p, MAX_WINDOW + 1),
-            Err(HealthConfigError::Window(MAX_WINDOW + 1))
-        );
+        assert_eq!(with(p, MIN_WINDOW - 1), too(MIN_WINDOW - 1));
+        assert_eq!(with(p, MAX_WINDOW + 1), too(MAX_WINDOW + 1));
         assert!(with(p, MIN_WINDOW).is_ok() && with(p, MAX_WINDOW).is_ok());
         assert!(matches!(
             HealthConfig::new(0.01, -40.0, p, DEFAULT_WINDOW, Sampling::Off),

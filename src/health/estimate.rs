@@ -27,6 +27,20 @@ pub const DEFAULT_WINDOW: usize = 1_000_000;
 pub const MIN_WINDOW: usize = 4096;
 /// The largest window: 64 MiB of samples, each kept for its assessment.
 pub const MAX_WINDOW: usize = 64 << 20;
+
+/// A window size outside [`MIN_WINDOW`] to [`MAX_WINDOW`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0} samples is outside 4096 to 64 MiB")]
+pub struct WindowSizeError(pub u64);
+
+/// `n` samples as a window. The one rule, for the command line and for a
+/// configuration built in code.
+pub fn window_size(n: u64) -> Result<usize, WindowSizeError> {
+    match (MIN_WINDOW as u64..=MAX_WINDOW as u64).contains(&n) {
+        true => Ok(n as usize),
+        false => Err(WindowSizeError(n)),
+    }
+}
 /// The daemon assesses within 2 % of one core's time, over its life.
 pub const DAEMON_BUDGET: f64 = 0.02;
 /// `check` spends at most half its time assessing, past the first window.
