@@ -105,13 +105,13 @@ impl AssessmentReport {
 }
 
 /// What to test each source for, and how.
-struct Plan<'a> {
+struct Plan {
     blocks: u64,
     /// Threads that scan blocks (one of them also runs the in-order tests).
     jobs: usize,
     /// The cutoffs, the assessment's windows, and the daemon's rules, to
     /// say where it would give the source up.
-    health: &'a HealthConfig,
+    health: HealthConfig,
     bits_per_sample: u8,
     /// The verdict's false-alarm bound.
     false_alarm_bound: f64,
@@ -147,7 +147,7 @@ pub fn check(
     let plan = Plan {
         blocks: args.blocks,
         jobs: args.jobs(),
-        health,
+        health: *health,
         bits_per_sample: args.bits_per_sample,
         false_alarm_bound: args.false_alarm_bound,
     };
@@ -277,7 +277,7 @@ pub(crate) struct Stream {
 
 impl Stream {
     fn new(plan: &Plan, continuous: ContinuousRun) -> Self {
-        let h = plan.health;
+        let h = &plan.health;
         let windows = Windows::new(h.estimate_window(), h.estimate_every());
         Self {
             tests: StreamTests::new(h.cutoffs(), continuous),
@@ -541,18 +541,25 @@ mod tests {
         bytes
     }
 
-    /// The report as JSON, without the times.
-    fn report(spec: &str, jobs: usize) -> serde_json::Value {
-        let a = args(spec, jobs);
-        let limits = ReadLimits {
+    fn limits() -> ReadLimits {
+        ReadLimits {
             // How long `check` waits for a new writer once the FIFO's is
             // gone: the end of every FIFO run here.
             timeout: std::time::Duration::from_secs(1),
             stop: Arc::new(AtomicBool::new(false)),
             progress: None,
-        };
+        }
+    }
+
+    /// `check`'s reports for `a`, with the daemon's default policy.
+    fn reports(a: &CheckArgs) -> Vec<Report> {
         let health = a.source.health(FailurePolicy::default()).unwrap();
-        let mut reports = check(&a, &health, &limits).unwrap();
+        check(a, &health, &limits()).unwrap()
+    }
+
+    /// The report as JSON, without the times.
+    fn report(spec: &str, jobs: usize) -> serde_json::Value {
+        let mut reports = reports(&args(spec, jobs));
         let mut v = serde_json::to_value(reports.remove(0)).unwrap();
         v["seconds"] = 0.into();
         v["min_entropy"]["seconds"] = 0.into();
@@ -662,14 +669,7 @@ mod tests {
         );
         assert_eq!(v["daemon"]["gives_up"]["tests"], tests, "{v}");
         assert_eq!(v["blocks"], chunks.len(), "check reads on: {v}");
-        let limits = ReadLimits {
-            timeout: std::time::Duration::from_secs(1),
-            stop: Arc::new(AtomicBool::new(false)),
-            progress: None,
-        };
-        let a = args(file.to_str().unwrap(), 1);
-        let health = a.source.health(policy).unwrap();
-        let reports = check(&a, &health, &limits).unwrap();
+        let reports = reports(&args(file.to_str().unwrap(), 1));
         let mut text = Vec::new();
         print(&reports, ReportFormat::Text, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();
