@@ -154,7 +154,7 @@ fn start(args: &RefreshArgs) -> Result<Started, u8> {
     let status = Arc::new(LoopStatus::default());
     let limits = read_limits(&args.source, &stop, Some(Arc::clone(&status)));
     let config = config(args, limits).map_err(|e| fail(EXIT_CONFIG, &e))?;
-    let exporter = Exporter::install(&args.telemetry.metrics_labels, config.kernel.clone())
+    let exporter = Exporter::new(&args.telemetry.metrics_labels, config.kernel.clone())
         .map(Arc::new)
         .map_err(|e| fail(EXIT_FAILED, &format!("cannot set up metrics: {e}")))?;
     log_start(&config);

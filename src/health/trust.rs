@@ -185,7 +185,7 @@ impl Trust {
     }
 
     /// Bits per byte a byte released now is credited.
-    pub fn credit_per_byte(&self) -> f64 {
+    fn credit_per_byte(&self) -> f64 {
         self.credit.per_byte(self.estimate, self.creditable)
     }
 

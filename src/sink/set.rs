@@ -207,7 +207,7 @@ mod tests {
         let [a, b, c] = [dir.path().join("a"), dir.path().join("b"), gone.join("c")];
         let specs = [&a, &b, &c].map(|p| SinkSpec::File(p.clone()));
         let kernel = KernelPaths::new("/nonexistent".as_ref(), "/nonexistent".as_ref());
-        let exporter = Exporter::install(&[], kernel).unwrap();
+        let exporter = Exporter::new(&[], kernel).unwrap();
         let sources = ["/dev/hwrng".to_string()];
         let mut set = SinkSet::open(
             &specs,

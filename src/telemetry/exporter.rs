@@ -35,7 +35,7 @@ impl Exporter {
     /// Builds the recorder, with constant labels on every series, and
     /// describes the metrics. It is not installed process-wide: handles
     /// come from [`Exporter::registry`].
-    pub fn install(labels: &[(String, String)], kernel: KernelPaths) -> Result<Self, BuildError> {
+    pub fn new(labels: &[(String, String)], kernel: KernelPaths) -> Result<Self, BuildError> {
         let mut builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full(names::SOURCE_READ_DURATION.into()),
@@ -225,7 +225,7 @@ mod tests {
     #[test]
     fn only_handles_made_in_the_exporters_registry_are_rendered() {
         let kernel = KernelPaths::new("/nonexistent".as_ref(), "/nonexistent".as_ref());
-        let exporter = Exporter::install(&[("node".into(), "n1".into())], kernel).unwrap();
+        let exporter = Exporter::new(&[("node".into(), "n1".into())], kernel).unwrap();
         let made = exporter
             .registry()
             .make(|| metrics::counter!(names::CYCLES, "result" => "ok"));

@@ -14,7 +14,7 @@ use names::*;
 
 /// Where metric handles come from. The process installs no global
 /// recorder: every constructor that makes a handle is given a `Registry`,
-/// and the one that renders is made by [`exporter::Exporter::install`], so
+/// and the one that renders is made by [`exporter::Exporter::new`], so
 /// a handle cannot be made before the exporter, or against whatever
 /// recorder happens to be installed.
 #[derive(Clone)]
