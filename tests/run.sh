@@ -14,6 +14,11 @@ stop_started() {
 trap stop_started EXIT
 
 source tests/setup.sh
+# The benches and the fuzz targets are built before anything long runs, so
+# an API change that breaks one fails here, in minutes, not at the end.
+cargo check --locked --quiet --all-targets
+(cd fuzz && cargo +nightly fuzz build >../target/fuzz-build.log 2>&1) \
+    || { tail -40 target/fuzz-build.log; exit 1; }
 # The soak runs ten minutes here (a plain `cargo test` soaks for 20 s).
 RR_SOAK_SECONDS=${RR_SOAK_SECONDS:-600} cargo test --release --locked --quiet "$@"
 # The same binary built for aarch64 (static, cross-compiled) and its unit,

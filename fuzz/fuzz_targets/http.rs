@@ -15,7 +15,7 @@ use random_refresher::telemetry::http::{HttpState, Parsed, parse, respond};
 fn state() -> &'static HttpState {
     static STATE: OnceLock<HttpState> = OnceLock::new();
     STATE.get_or_init(|| HttpState {
-        exporter: Arc::new(Exporter::install(&[], KernelPaths::new("/proc".as_ref(), "/sys".as_ref())).unwrap()),
+        exporter: Arc::new(Exporter::new(&[], KernelPaths::new("/proc".as_ref(), "/sys".as_ref())).unwrap()),
         status: Arc::new(LoopStatus::default()),
         liveness_limit: Duration::from_secs(60),
         users: None,
