@@ -426,6 +426,13 @@ ALERT_CASES = {
         ('random_refresher_min_entropy_claimed_per_byte{source="s",node="good"}', "8x120"),
         ('random_refresher_min_entropy_estimate_per_byte{source="s",node="good"}', "7.6x120"),
     ]),
+    # Prometheus's own series for a target, with the Operator's labels.
+    "RandomRefresherTargetDown": ("pod", "rr-random-refresher-aaaaa", [
+        ('up{job="random-refresher",namespace="hwrng",pod="rr-random-refresher-aaaaa"}', "0x120"),
+        ('up{job="random-refresher",namespace="hwrng",pod="rr-random-refresher-cpu-bbbbb"}', "1x120"),
+        ('up{job="other",namespace="hwrng",pod="other-ccccc"}', "0x120"),
+        ('up{job="random-refresher",namespace="elsewhere",pod="rr-random-refresher-ddddd"}', "0x120"),
+    ]),
     "RandomRefresherNotReady": ("pod", "rr-random-refresher-aaaaa", [
         ('kube_pod_status_ready{namespace="hwrng",pod="rr-random-refresher-aaaaa",condition="true"}', "0x120"),
         ('kube_pod_status_ready{namespace="hwrng",pod="rr-random-refresher-bbbbb",condition="true"}', "1x120"),
@@ -473,7 +480,7 @@ def test_each_alerts_for_and_the_failing_block_window_are_values():
     assert defaults == {
         "RandomRefresherHealthTestsFailing": "15m", "RandomRefresherSourceDown": "5m",
         "RandomRefresherHwrngQuarantined": "1m", "RandomRefresherEntropyEstimateLow": "30m",
-        "RandomRefresherCrngNotReady": "5m", "RandomRefresherNoRefresh": "5m",
+        "RandomRefresherCrngNotReady": "5m", "RandomRefresherNoRefresh": "5m", "RandomRefresherTargetDown": "10m",
         "RandomRefresherNotReady": "15m", "RandomRefresherDaemonSetIncomplete": "30m"}
     assert rules()["RandomRefresherHealthTestsFailing"]["expr"].count("[1h]") == 2
     short = rules("prometheusRule.for.sourceDown=10s", "prometheusRule.failingBlockWindow=1m")

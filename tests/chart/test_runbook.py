@@ -83,7 +83,7 @@ def test_the_default_runbook_is_the_projects_own():
 
 def test_every_alert_links_to_its_own_section_of_the_runbook():
     shipped = alerts()
-    assert len(shipped) == 8, sorted(shipped)
+    assert len(shipped) == 9, sorted(shipped)
     headings = anchors(RUNBOOK)
     for name, rule in shipped.items():
         url = rule["annotations"].get("runbook_url")
