@@ -640,7 +640,9 @@ fn min_entropy(s: &str) -> Result<f64, String> {
         .map_err(|_| format!("`{s}` is not a number of bits"))?;
     match v > 0.0 && v <= 8.0 {
         true => Ok(v),
-        false => Err(format!("{v} is outside above 0 to 8 bits per byte")),
+        false => Err(format!(
+            "{v} is not a min-entropy: a byte holds more than 0 and at most 8 bits"
+        )),
     }
 }
 
@@ -722,6 +724,17 @@ mod tests {
         }
         // What both use is taken by both.
         assert!(Cli::try_parse_args(["random-refresher", "once", "--batch-size", "5000"]).is_ok());
+    }
+
+    #[test]
+    fn a_claimed_min_entropy_is_above_0_and_at_most_8_bits() {
+        assert_eq!(min_entropy("8"), Ok(8.0));
+        assert_eq!(min_entropy("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "8.01", "NaN", "inf"] {
+            let e = min_entropy(bad).unwrap_err();
+            assert!(e.contains("at most 8"), "{bad}: {e}");
+        }
+        assert!(min_entropy("lots").unwrap_err().contains("`lots`"));
     }
 
     #[test]
