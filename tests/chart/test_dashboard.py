@@ -92,7 +92,7 @@ def test_the_worst_nodes_table_merges_instant_queries_by_node_and_colours_only_p
     assert [t["id"] for t in table["transformations"]] == ["merge", "organize"]
     assert all(t["instant"] and t["format"] == "table" for t in table["targets"])
     columns = table_columns(table)
-    assert {"Problems", "Failing blocks (1h)", "Quarantined", "Below claimed min-entropy",
+    assert {"Problems", "Sources down", "Failing blocks (1h)", "Quarantined", "Below claimed min-entropy",
             "Since last refresh"} <= set(columns)
     for name, (expr, steps) in columns.items():
         assert steps[0]["color"] == "transparent" and len(steps) >= 2, name
@@ -318,6 +318,8 @@ def test_the_worst_nodes_table_flags_exactly_the_sick_nodes(fleet):
     stuck = fleet.stuck
     assert red == {
         "Problems": {"zeros", "weak", stuck},
+        # The zeros and the silent FIFO; not the source the unlabeled node lacks.
+        "Sources down": {"zeros", stuck},
         "Failing blocks (1h)": {"zeros"},
         "Quarantined": {"zeros"},
         "Below claimed min-entropy": {"weak"},
@@ -328,7 +330,8 @@ def test_the_worst_nodes_table_flags_exactly_the_sick_nodes(fleet):
     # with a value in every column (Problems 0, worst first by it).
     assert set().union(*(v.keys() for v in values.values())) == fleet.nodes
     assert {name: "good" in v for name, v in values.items()} == {name: True for name in columns}, values
-    assert values["Problems"] == {"zeros": 3, "weak": 1, stuck: 1, "good": 0}
+    assert values["Problems"] == {"zeros": 4, "weak": 1, stuck: 2, "good": 0}
+    assert values["Sources down"] == {"zeros": 1, "weak": 0, stuck: 1, "good": 0}
 
 
 def test_choosing_nodes_narrows_every_table_query_to_them(fleet):

@@ -237,16 +237,16 @@ def test_exactly_the_faulty_nodes_alert_and_a_mended_one_resolves(sim):
         time.sleep(1)
     assert not {n for n, _ in sim.firing()} & healthy
 
-    # The worst-nodes table, on the same Prometheus, names the sick nodes:
-    # all but the one whose failover source keeps it refreshing (source
-    # down is no column of the table).
+    # The worst-nodes table, on the same Prometheus, names the sick nodes,
+    # the one whose failover source keeps it refreshing among them.
     columns = table_columns(the_table(dashboard()))
     values = {}
     for name, (expr, _) in columns.items():
         result = sim.query(as_grafana_sends(expr))
         values[name] = {r["metric"].get("node", ""): float(r["value"][1]) for r in result}
     red = {name: {n for n, v in values[name].items() if colour(columns[name][1], v) == "red"} for name in columns}
-    assert red["Problems"] == {STUCK, QUARANTINED, WEAK, SILENT}, red
+    assert red["Problems"] == {STUCK, VANISHED, QUARANTINED, WEAK, SILENT}, red
+    assert red["Sources down"] == {STUCK, VANISHED, QUARANTINED, SILENT}, red
     assert red["Failing blocks (1h)"] == {STUCK, QUARANTINED}, red
     assert red["Quarantined"] == {QUARANTINED}, red
     assert red["Below claimed min-entropy"] == {WEAK}, red
