@@ -2,9 +2,9 @@
 scraping them all and evaluating the chart's alert rules (from `helm
 template`, with short `for:` durations and a short failing-block window), and
 a few named nodes given known faults (one daemon stops answering scrapes).
-Exactly the faulty nodes' alerts fire,
-none on a healthy node; a fault that is mended resolves; and the dashboard's
-worst-nodes table names the sick nodes.
+Exactly the faulty nodes' alerts fire, none on a healthy node; a fault that
+is mended resolves; and the dashboard's worst-nodes table names the sick
+nodes.
 
 RR_BINARY, RR_HELM and RR_PROMETHEUS (else `prometheus` on PATH) tell it
 where they are. It prints what the fleet costs (run pytest with -s).
